@@ -1,0 +1,239 @@
+"""The ``Cache`` contract: get/set routed results by (tier, tier version, input digest).
+
+The public methods are a template: they build keys, check values are storable, keep per-tier statistics and turn
+any backend failure into a miss (a cache never fails a request). Backends implement three small methods over
+opaque keys and values: ``_fetch``, ``_store`` and ``_delete``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tierswitch.errors import CacheError, CorruptCacheValue
+from tierswitch.types import Prediction
+
+__all__ = ["Cache", "CacheKey", "CacheStats", "TierStats", "is_storable"]
+
+log = logging.getLogger("tierswitch.cache")
+
+CacheKey = tuple[str, str, str]
+"""(tier name, tier version, input digest)."""
+
+
+@dataclass(slots=True)
+class TierStats:
+    """Counters for one tier's entries."""
+
+    hits: int = 0
+    misses: int = 0
+    sets: int = 0
+    errors: int = 0
+    corrupt: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    rejected: int = 0  # values not stored: non-finite, or over the size bound
+
+
+@dataclass
+class CacheStats:
+    """Per-tier counters plus totals; ``snapshot()`` gives a plain dict for decision records and reports."""
+
+    tiers: dict[str, TierStats] = field(default_factory=lambda: defaultdict(TierStats))
+    evictions: int = 0
+
+    def total(self, name: str) -> int:
+        return sum(getattr(s, name) for s in self.tiers.values())
+
+    @property
+    def hits(self) -> int:
+        return self.total("hits")
+
+    @property
+    def misses(self) -> int:
+        return self.total("misses")
+
+    @property
+    def errors(self) -> int:
+        return self.total("errors")
+
+    def hit_rate(self) -> float:
+        looked = self.hits + self.misses
+        return self.hits / looked if looked else 0.0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "errors": self.errors,
+            "corrupt": self.total("corrupt"),
+            "sets": self.total("sets"),
+            "bytes_read": self.total("bytes_read"),
+            "bytes_written": self.total("bytes_written"),
+            "rejected": self.total("rejected"),
+            "evictions": self.evictions,
+            "per_tier": {name: dict(_asdict(s)) for name, s in self.tiers.items()},
+        }
+
+
+def _asdict(stats: TierStats) -> dict[str, int]:
+    return {name: getattr(stats, name) for name in TierStats.__slots__}  # type: ignore[attr-defined]
+
+
+def is_storable(prediction: Prediction) -> bool:
+    """Only successful, finite results are cached."""
+    if prediction.confidence is not None and not math.isfinite(prediction.confidence):
+        return False
+    if not math.isfinite(prediction.cost):
+        return False
+    if prediction.probs is not None and not np.isfinite(prediction.probs).all():
+        return False
+    out = prediction.output
+    if isinstance(out, float) and not math.isfinite(out):
+        return False
+    if isinstance(out, np.ndarray) and out.dtype.kind in "fc" and not np.isfinite(out).all():
+        return False
+    return True
+
+
+class Cache(ABC):
+    """Get/set routed results. Thread-safe; every failure of the backend is a miss, counted in ``stats``."""
+
+    def __init__(self) -> None:
+        self.stats = CacheStats()
+        self._stats_lock = threading.Lock()
+        self._last_warning = 0.0
+
+    # -- backend seam ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def _fetch(self, keys: Sequence[CacheKey]) -> list[Any | None]:
+        """Stored values for ``keys`` (None where absent). May raise ``CacheError``."""
+
+    @abstractmethod
+    def _store(self, items: Sequence[tuple[CacheKey, Prediction]]) -> list[int]:
+        """Store every item; return the bytes written per item (0 where the backend keeps objects, -1 where it
+        refused the value). May raise ``CacheError``."""
+
+    @abstractmethod
+    def _delete(self, keys: Sequence[CacheKey]) -> None:
+        """Remove ``keys``. May raise ``CacheError``."""
+
+    def _decode(self, key: CacheKey, stored: Any) -> tuple[Prediction, int]:
+        """Turn a stored value back into a Prediction and its size in bytes; raise ``CorruptCacheValue``."""
+        return stored, 0
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Remove every entry this cache owns."""
+
+    # -- public template ------------------------------------------------------------------------------------
+    def get(self, tier: str, version: str, digest: str) -> Prediction | None:
+        """The cached prediction of ``tier`` at ``version`` for the input ``digest``, or None."""
+        return self.get_many([(tier, version, digest)])[0]
+
+    def get_many(self, keys: Sequence[CacheKey]) -> list[Prediction | None]:
+        """Look up many keys in one backend round trip; misses (and failures) are None."""
+        try:
+            stored = self._fetch(keys)
+        except CacheError as exc:
+            self._count_error(keys, exc)
+            return [None] * len(keys)
+        results: list[Prediction | None] = []
+        corrupt: list[CacheKey] = []
+        with self._stats_lock:
+            for key, value in zip(keys, stored):
+                stats = self.stats.tiers[key[0]]
+                if value is None:
+                    stats.misses += 1
+                    results.append(None)
+                    continue
+                try:
+                    prediction, size = self._decode(key, value)
+                except CorruptCacheValue:
+                    stats.misses += 1
+                    stats.corrupt += 1
+                    corrupt.append(key)
+                    results.append(None)
+                    continue
+                stats.hits += 1
+                stats.bytes_read += size
+                results.append(prediction)
+        if corrupt:
+            self._warn(f"deleted {len(corrupt)} corrupt cache value(s), e.g. {corrupt[0]}")
+            try:
+                self._delete(corrupt)
+            except CacheError as exc:
+                self._count_error(corrupt, exc)
+        return results
+
+    def lookup(self, digest: str, tiers: Sequence[tuple[str, str]]) -> Prediction | None:
+        """The first hit among ``tiers`` ((name, version) pairs, in preference order) for ``digest``."""
+        found = self.get_many([(name, version, digest) for name, version in tiers])
+        for prediction in found:
+            if prediction is not None:
+                return prediction
+        return None
+
+    def set(self, digest: str, prediction: Prediction) -> bool:
+        """Store ``prediction`` for the input ``digest`` under its tier and version. True when stored."""
+        return self.set_many([(digest, prediction)]) == 1
+
+    def set_many(self, items: Sequence[tuple[str, Prediction]]) -> int:
+        """Store many (digest, prediction) pairs in one round trip; returns how many were stored.
+
+        Non-finite predictions are refused and counted, never half-written.
+        """
+        keep: list[tuple[CacheKey, Prediction]] = []
+        with self._stats_lock:
+            for digest, prediction in items:
+                if is_storable(prediction):
+                    keep.append(((prediction.tier, prediction.tier_version, digest), prediction))
+                else:
+                    self.stats.tiers[prediction.tier].rejected += 1
+        if not keep:
+            return 0
+        try:
+            sizes = self._store(keep)
+        except CacheError as exc:
+            self._count_error([k for k, _ in keep], exc)
+            return 0
+        stored = 0
+        with self._stats_lock:
+            for (key, _), size in zip(keep, sizes):
+                stats = self.stats.tiers[key[0]]
+                if size < 0:
+                    stats.rejected += 1
+                    continue
+                stats.sets += 1
+                stats.bytes_written += size
+                stored += 1
+        return stored
+
+    def delete(self, tier: str, version: str, digest: str) -> None:
+        try:
+            self._delete([(tier, version, digest)])
+        except CacheError as exc:
+            self._count_error([(tier, version, digest)], exc)
+
+    # -- failure accounting ---------------------------------------------------------------------------------
+    def _count_error(self, keys: Sequence[CacheKey], exc: Exception) -> None:
+        with self._stats_lock:
+            for tier in {k[0] for k in keys}:
+                self.stats.tiers[tier].errors += 1
+        self._warn(f"cache backend failed, treated as a miss: {exc}")
+
+    def _warn(self, message: str, every_s: float = 10.0) -> None:
+        """At most one warning per ``every_s`` seconds, so a dead backend does not flood the logs."""
+        now = time.monotonic()
+        if now - self._last_warning >= every_s:
+            self._last_warning = now
+            log.warning("%s: %s", type(self).__name__, message)

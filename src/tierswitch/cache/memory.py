@@ -1,0 +1,86 @@
+"""The embedded default cache: an in-process LRU with a TTL and a bound on entries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tierswitch.cache.base import Cache, CacheKey
+from tierswitch.errors import ConfigError
+from tierswitch.types import Prediction
+
+__all__ = ["MemoryCache"]
+
+
+class MemoryCache(Cache):
+    """LRU cache of predictions in this process.
+
+    ``max_entries`` bounds memory (the least recently used entry goes first, counted in ``stats.evictions``);
+    ``ttl_s`` (None: no expiry) ages entries out; ``clock`` is injectable so tests never sleep. Values are kept as
+    the immutable ``Prediction`` objects themselves (their probability arrays are read-only), so a hit costs no
+    decoding.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 100_000,
+        ttl_s: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if not isinstance(max_entries, int) or max_entries <= 0:
+            raise ConfigError("cache.max_entries", f"must be a positive integer, got {max_entries!r}")
+        if ttl_s is not None and not ttl_s > 0:
+            raise ConfigError("cache.ttl_s", f"must be > 0 or None, got {ttl_s!r}")
+        self.max_entries = max_entries
+        self.ttl_s = ttl_s
+        self._clock = clock
+        self._entries: OrderedDict[CacheKey, tuple[float, Prediction]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _fetch(self, keys: Sequence[CacheKey]) -> list[Any | None]:
+        now = self._clock()
+        out: list[Any | None] = []
+        with self._lock:
+            for key in keys:
+                entry = self._entries.get(key)
+                if entry is None:
+                    out.append(None)
+                elif entry[0] < now:
+                    del self._entries[key]
+                    out.append(None)
+                else:
+                    self._entries.move_to_end(key)
+                    out.append(entry[1])
+        return out
+
+    def _store(self, items: Sequence[tuple[CacheKey, Prediction]]) -> list[int]:
+        expires = self._clock() + self.ttl_s if self.ttl_s is not None else float("inf")
+        evicted = 0
+        with self._lock:
+            for key, prediction in items:
+                self._entries[key] = (expires, prediction)
+                self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+                evicted += 1
+        if evicted:
+            with self._stats_lock:
+                self.stats.evictions += evicted
+        return [0] * len(items)
+
+    def _delete(self, keys: Sequence[CacheKey]) -> None:
+        with self._lock:
+            for key in keys:
+                self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()

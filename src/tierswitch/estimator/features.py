@@ -1,0 +1,121 @@
+"""Input inspection: modality detection and the cheap length features every estimator starts from.
+
+Kept free of heavy work: a 200-character text costs a few ``len``/``isinstance`` calls, no tokenizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tierswitch.errors import EmptyInput, UnsupportedInput
+from tierswitch.types import MODALITIES, Features
+
+__all__ = ["CHARS_PER_TOKEN", "approx_tokens", "detect_modality", "extract_features", "is_conversation"]
+
+CHARS_PER_TOKEN = 4  # the usual rule of thumb for English with BPE tokenizers; a tokenizer would cost ~100x more
+
+
+def approx_tokens(chars: int) -> int:
+    """Approximate token count of a text of ``chars`` characters (at least 1 for a non-empty text)."""
+    return (chars + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+
+
+def is_conversation(x: Any) -> bool:
+    """A list of chat turns: mappings with a ``content`` key (``role`` optional)."""
+    return isinstance(x, list) and bool(x) and all(isinstance(t, Mapping) and "content" in t for t in x)
+
+
+def detect_modality(x: Any) -> str:
+    """Guess the modality of ``x``: text (str or a conversation), image (2-D/3-D array), tabular (1-D array or
+    a flat list of numbers), multimodal (a mapping with two or more of text/image/tabular parts).
+
+    Raises ``EmptyInput`` for None and ``UnsupportedInput`` for anything else; callers can pass ``modality=``
+    to the router instead of relying on detection.
+    """
+    if isinstance(x, str):
+        return "text"
+    if x is None:
+        raise EmptyInput("input is None; pass a str, a conversation, an array or a {'text': ..., 'image': ...} dict")
+    if isinstance(x, np.ndarray):
+        return "image" if x.ndim in (2, 3) else "tabular"
+    if isinstance(x, Mapping):
+        parts = [k for k in ("text", "image", "tabular") if k in x]
+        if len(parts) >= 2:
+            return "multimodal"
+        if len(parts) == 1:
+            return parts[0]
+        raise UnsupportedInput(
+            f"a dict input needs 'text', 'image' or 'tabular' keys, got {sorted(map(str, x))[:5]}"
+        )
+    if is_conversation(x):
+        return "text"
+    if isinstance(x, (list, tuple)) and x and all(isinstance(v, (int, float)) for v in x):
+        return "tabular"
+    if isinstance(x, bytes):
+        raise UnsupportedInput("bytes input: decode it to str (text) or load it into a numpy array (image)")
+    raise UnsupportedInput(
+        f"cannot route a {type(x).__name__}; pass a str, a list of chat turns, a numeric array or list, "
+        "or a dict of parts, or pass modality= explicitly"
+    )
+
+
+def _array_size(x: Any) -> int:
+    return int(x.size) if isinstance(x, np.ndarray) else len(x)
+
+
+def _text_of(x: Any) -> str | None:
+    if isinstance(x, str):
+        return x
+    if is_conversation(x):
+        return "\n".join(str(t["content"]) for t in x)
+    return None
+
+
+def extract_features(x: Any, modality: str | None = None) -> Features:
+    """Measure ``x``: characters and approximate tokens for text, pixels for images, elements for arrays.
+
+    ``modality`` overrides detection (it must be one of the known modalities).
+    """
+    if isinstance(x, str) and modality in (None, "text"):  # the hot path: plain text
+        n = len(x)
+        if n == 0:
+            raise EmptyInput("input is an empty string; send at least one character")
+        tokens = (n + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
+        return Features("text", tokens, chars=n, tokens=tokens)
+    if modality is None:
+        modality = detect_modality(x)
+    elif modality not in MODALITIES:
+        raise UnsupportedInput(f"unknown modality {modality!r}; allowed: {list(MODALITIES)}")
+    features = Features(modality, 0)
+    parts: Sequence[tuple[str, Any]]
+    if isinstance(x, Mapping):
+        parts = [(k, x[k]) for k in ("text", "image", "tabular") if k in x]
+    elif modality == "text":
+        parts = [("text", x)]
+    elif modality == "image":
+        parts = [("image", x)]
+    else:
+        parts = [("tabular", x)]
+    for kind, part in parts:
+        if kind == "text":
+            text = _text_of(part)
+            if text is None:
+                raise UnsupportedInput(f"text part must be a str or a list of chat turns, got {type(part).__name__}")
+            features.chars += len(text)
+            features.tokens += approx_tokens(len(text))
+            if not isinstance(part, str):
+                features.turns += len(part)
+        elif kind == "image":
+            arr = part if isinstance(part, np.ndarray) else np.asarray(part)
+            if arr.ndim < 2:
+                raise UnsupportedInput(f"image must have 2 or 3 dimensions, got shape {arr.shape}")
+            features.pixels += int(arr.shape[0] * arr.shape[1])
+        else:
+            features.elements += _array_size(part)
+    features.length = features.tokens + features.pixels + features.elements
+    if features.length == 0:
+        raise EmptyInput(f"{modality} input is empty; send at least one character, pixel or element")
+    return features

@@ -1,0 +1,207 @@
+"""The ``Tier`` seam: one model the router may call, with its cost, capabilities and version.
+
+Adapters implement one method, ``_predict_raw(batch) -> list[RawOutput]``; the public ``predict`` is a template that
+times the call, prices each item, checks every output is finite and wraps any exception in ``TierFailure`` naming the
+tier. Tiers are ordered cheapest first in a router.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure, TierswitchError
+from tierswitch.types import MODALITIES, Prediction
+
+__all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "make_prediction"]
+
+
+@dataclass(frozen=True, slots=True)
+class CostModel:
+    """Price of one call: ``per_call + per_unit * length`` (length in the input's unit: tokens, pixels, elements).
+
+    Costs are in whatever unit the user chooses (dollars, milliseconds, relative units); all tiers of a router
+    must share it.
+    """
+
+    per_call: float = 0.0
+    per_unit: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("per_call", "per_unit"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"cost.{name}", f"must be a finite number >= 0, got {value!r}")
+
+    def cost(self, length: int) -> float:
+        """Price of one call on an input of ``length`` units."""
+        return self.per_call + self.per_unit * length
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a tier accepts: ``modalities`` (None: any) and ``max_length`` in the input's units (None: no cap)."""
+
+    modalities: frozenset[str] | None = None
+    max_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.modalities is not None:
+            unknown = set(self.modalities) - set(MODALITIES)
+            if unknown:
+                raise ConfigError(
+                    "capabilities.modalities",
+                    f"unknown modalities {sorted(unknown)}; allowed: {list(MODALITIES)}",
+                )
+        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length <= 0):
+            raise ConfigError("capabilities.max_length", f"must be a positive integer, got {self.max_length!r}")
+
+    @classmethod
+    def of(cls, modalities: Iterable[str] | str | None = None, max_length: int | None = None) -> Capabilities:
+        """Build from any iterable of modality names (or one name)."""
+        if isinstance(modalities, str):
+            modalities = (modalities,)
+        return cls(None if modalities is None else frozenset(modalities), max_length)
+
+    def accepts(self, modality: str, length: int) -> bool:
+        """True when an input of this modality and length may go to the tier."""
+        if self.modalities is not None and modality not in self.modalities:
+            return False
+        return self.max_length is None or length <= self.max_length
+
+    def describe(self) -> str:
+        mods = "any modality" if self.modalities is None else "/".join(sorted(self.modalities))
+        cap = "" if self.max_length is None else f", length <= {self.max_length}"
+        return mods + cap
+
+
+class RawOutput(NamedTuple):
+    """What an adapter hands back for one item, before timing and pricing."""
+
+    output: Any
+    probs: np.ndarray | None = None
+    confidence: float | None = None
+
+
+def make_prediction(
+    raw: RawOutput, tier: str, version: str, cost: float, latency_s: float
+) -> Prediction:
+    """Validate one raw output and turn it into a ``Prediction``.
+
+    Confidence defaults to the top class probability. Raises ``NonFiniteOutput`` on NaN/inf anywhere a number is.
+    """
+    probs = raw.probs
+    confidence = raw.confidence
+    if probs is not None:
+        probs = np.asarray(probs, dtype=np.float64)
+        if not np.isfinite(probs).all():
+            raise NonFiniteOutput(tier, "class probabilities hold NaN or inf")
+        probs.setflags(write=False)
+        if confidence is None and probs.size:
+            confidence = float(probs.max())
+    if confidence is not None:
+        confidence = float(confidence)
+        if not math.isfinite(confidence):
+            raise NonFiniteOutput(tier, f"confidence is {confidence}")
+    output = raw.output
+    if isinstance(output, float) and not math.isfinite(output):
+        raise NonFiniteOutput(tier, f"output is {output}")
+    if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and not np.isfinite(output).all():
+        raise NonFiniteOutput(tier, "output array holds NaN or inf")
+    return Prediction(output, tier, version, cost, latency_s, probs, confidence)
+
+
+class Tier(ABC):
+    """One model the router may call.
+
+    ``name`` identifies the tier in policies, caches and logs; ``cost`` prices each call; ``capabilities`` says
+    which inputs it accepts; ``version`` is part of every cache key, so bumping it (a new student) makes the old
+    answers unreachable. Subclasses implement ``_predict_raw``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        cost: CostModel | float = 0.0,
+        capabilities: Capabilities | None = None,
+        version: str = "1",
+    ) -> None:
+        if not isinstance(name, str) or not name or ":" in name:
+            raise ConfigError("tier.name", f"must be a non-empty string without ':', got {name!r}")
+        self.name = name
+        self.cost_model = cost if isinstance(cost, CostModel) else CostModel(per_call=float(cost))
+        self.capabilities = capabilities if capabilities is not None else Capabilities()
+        self._version = str(version)
+        self._version_lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        """The version of the model now serving (part of every cache key)."""
+        return self._version
+
+    def set_version(self, version: str) -> None:
+        """Mark that a new model now serves (e.g. a promoted student): old cache entries stop matching."""
+        with self._version_lock:
+            self._version = str(version)
+
+    def accepts(self, modality: str, length: int) -> bool:
+        return self.capabilities.accepts(modality, length)
+
+    @abstractmethod
+    def _predict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
+        """Run the model on ``batch``; return one ``RawOutput`` per item, in order."""
+
+    def _serving_version(self) -> str:
+        """The version stamped on predictions; adapters that swap weights override it to snapshot atomically."""
+        return self._version
+
+    def predict(self, batch: Sequence[Any], lengths: Sequence[int] | None = None) -> list[Prediction]:
+        """Predict every item of ``batch``; ``lengths`` (input units per item) price per-unit costs.
+
+        Raises ``TierFailure`` (cause chained) when the model raises, returns the wrong number of items, or returns
+        non-finite numbers.
+        """
+        version = self._serving_version()
+        started = time.perf_counter()
+        try:
+            raws = self._predict_raw(batch)
+        except TierswitchError:
+            raise
+        except Exception as exc:  # any model error becomes a TierFailure naming this tier
+            raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        if len(raws) != len(batch):
+            raise TierFailure(self.name, f"returned {len(raws)} outputs for a batch of {len(batch)}")
+        per_item = elapsed / max(1, len(batch))
+        model = self.cost_model
+        out = []
+        for i, raw in enumerate(raws):
+            length = lengths[i] if lengths is not None else 0
+            out.append(make_prediction(raw, self.name, version, model.cost(length), per_item))
+        return out
+
+    def predict_one(self, x: Any, length: int = 0) -> Prediction:
+        """Predict one item; adapters with a cheaper single-item path override this."""
+        return self.predict([x], [length])[0]
+
+    def describe(self) -> dict[str, Any]:
+        """A plain summary for logs and reports."""
+        return {
+            "name": self.name,
+            "kind": type(self).__name__,
+            "version": self.version,
+            "cost_per_call": self.cost_model.per_call,
+            "cost_per_unit": self.cost_model.per_unit,
+            "accepts": self.capabilities.describe(),
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, version={self.version!r})"
