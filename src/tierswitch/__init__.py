@@ -1,3 +1,71 @@
-"""tierswitch: adaptive tier-switching middleware for ML inference."""
+"""tierswitch: adaptive tier-switching middleware for ML inference.
+
+Wrap a cheap, a distilled and an expensive model (or any N tiers) in a ``Router``; every input goes to the cheapest
+tier that will likely be right, results are cached, and every decision is traced. ``import tierswitch`` loads no
+torch and opens no connection: the torch adapter, the Redis backends and distillation live in their own modules.
+"""
+
+from tierswitch.cache import Cache, CacheStats, MemoryCache
+from tierswitch.config import load_config, policy_from_config
+from tierswitch.decorator import tiered
+from tierswitch.errors import (
+    AllTiersFailed,
+    ConfigError,
+    EmptyInput,
+    InvalidInput,
+    NoCapableTier,
+    NonFiniteInput,
+    NonFiniteOutput,
+    NotFittedError,
+    TierFailure,
+    TierswitchError,
+    UnsupportedInput,
+)
+from tierswitch.estimator import ComplexityEstimator, Estimator
+from tierswitch.policies import Cascade, FirstOf, Fixed, Policy, Threshold
+from tierswitch.router import Router
+from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, SklearnTier, Tier
+from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Routed, RoutingContext, TraceStep
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AllTiersFailed",
+    "Cache",
+    "CacheStats",
+    "CallableTier",
+    "Capabilities",
+    "Cascade",
+    "ComplexityEstimator",
+    "ConfigError",
+    "CostModel",
+    "Decision",
+    "DecisionRecord",
+    "EmptyInput",
+    "Estimator",
+    "Features",
+    "FirstOf",
+    "Fixed",
+    "InvalidInput",
+    "MemoryCache",
+    "NoCapableTier",
+    "NonFiniteInput",
+    "NonFiniteOutput",
+    "NotFittedError",
+    "Policy",
+    "Prediction",
+    "RawOutput",
+    "Routed",
+    "Router",
+    "RoutingContext",
+    "SklearnTier",
+    "Threshold",
+    "Tier",
+    "TierFailure",
+    "TierswitchError",
+    "TraceStep",
+    "UnsupportedInput",
+    "load_config",
+    "policy_from_config",
+    "tiered",
+]

@@ -1,5 +1,8 @@
 """Policies choose a tier from the routing context; they compose with ``|``."""
 
 from tierswitch.policies.base import FirstOf, Policy
+from tierswitch.policies.cascade import Cascade
+from tierswitch.policies.fixed import Fixed
+from tierswitch.policies.threshold import Threshold
 
-__all__ = ["FirstOf", "Policy"]
+__all__ = ["Cascade", "FirstOf", "Fixed", "Policy", "Threshold"]

@@ -1,0 +1,233 @@
+"""Configs are plain, validated data: YAML (safe loading) or TOML files, or dicts.
+
+A router config has up to four sections::
+
+    tiers:                         # cost and capabilities of the tiers given in code, by name, cheapest first
+      base: {cost: {per_call: 1.0}, modalities: [text], max_length: 512}
+      full: {cost: {per_call: 20.0}}
+    policy: {kind: cascade, thresholds: {base: 0.8}}
+    estimator: {kind: complexity, probe: base}
+    cache: {kind: memory, max_entries: 10000, ttl_s: 600}     # or {kind: redis, url: ...} or {kind: none}
+
+Policies and estimators are built from a ``kind`` registry that other modules extend with ``register_policy`` and
+``register_estimator``. Every error is a ``ConfigError`` naming the dotted field at fault and what is allowed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tierswitch.errors import ConfigError
+
+__all__ = [
+    "cache_from_config",
+    "estimator_from_config",
+    "load_config",
+    "policy_from_config",
+    "register_estimator",
+    "register_policy",
+]
+
+Factory = Callable[[Mapping[str, Any], str], Any]
+_POLICIES: dict[str, Factory | str] = {}
+_ESTIMATORS: dict[str, Factory | str] = {}
+
+
+def register_policy(kind: str, factory: Factory | str) -> None:
+    """Make ``{"kind": kind, ...}`` build a policy: ``factory(config, field_path)``, or a "module:function" string
+    imported on first use (so optional policies cost nothing until configured)."""
+    _POLICIES[kind] = factory
+
+
+def register_estimator(kind: str, factory: Factory | str) -> None:
+    """Like ``register_policy``, for estimators."""
+    _ESTIMATORS[kind] = factory
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (``.yaml``/``.yml``, safe loader) or TOML (``.toml``) file into a dict."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the config file: {exc}") from exc
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError as exc:  # Python 3.10
+                raise ConfigError(str(path), "TOML needs Python >= 3.11; use a .yaml file") from exc
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml", ".json"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(str(path), f"unknown config format {suffix!r}; use .yaml, .yml, .json or .toml")
+    except ConfigError:
+        raise
+    except Exception as exc:  # yaml/toml parse errors
+        raise ConfigError(str(path), f"cannot parse: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), f"the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+# -- small validators used by every factory -----------------------------------------------------------------
+def section(config: Any, field: str) -> Mapping[str, Any]:
+    if not isinstance(config, Mapping):
+        raise ConfigError(field, f"must be a mapping, got {type(config).__name__}")
+    return config
+
+
+def only_keys(config: Mapping[str, Any], field: str, allowed: set[str]) -> None:
+    unknown = set(config) - allowed
+    if unknown:
+        raise ConfigError(f"{field}.{sorted(unknown)[0]}", f"unknown key; allowed: {sorted(allowed)}")
+
+
+def number(config: Mapping[str, Any], key: str, field: str, default: Any = ..., low: float | None = None,
+           high: float | None = None) -> float:
+    if key not in config:
+        if default is ...:
+            raise ConfigError(f"{field}.{key}", "is required")
+        return default
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{field}.{key}", f"must be a number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{field}.{key}", f"must be within [{low}, {high}], got {value!r}")
+    return float(value)
+
+
+def _resolve(registry: dict[str, Factory | str], kind: str, field: str) -> Factory:
+    factory = registry.get(kind)
+    if factory is None:
+        raise ConfigError(f"{field}.kind", f"unknown kind {kind!r}; allowed: {sorted(registry)}")
+    if isinstance(factory, str):
+        module, _, name = factory.partition(":")
+        factory = getattr(importlib.import_module(module), name)
+        registry[kind] = factory
+    return factory  # type: ignore[return-value]
+
+
+def _kind(config: Any, field: str) -> tuple[Mapping[str, Any], str]:
+    config = section(config, field)
+    kind = config.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError(f"{field}.kind", f"is required and must be a string, got {kind!r}")
+    return config, kind
+
+
+def policy_from_config(config: Any, field: str = "policy") -> Any:
+    """Build a policy tree from ``{"kind": ..., ...}``."""
+    config, kind = _kind(config, field)
+    return _resolve(_POLICIES, kind, field)(config, field)
+
+
+def estimator_from_config(config: Any, field: str = "estimator") -> Any:
+    """Build an estimator from ``{"kind": ..., ...}``."""
+    config, kind = _kind(config, field)
+    return _resolve(_ESTIMATORS, kind, field)(config, field)
+
+
+def cache_from_config(config: Any, field: str = "cache") -> Any:
+    """``{"kind": "memory"|"redis"|"none", ...}``; None for no cache."""
+    config, kind = _kind(config, field)
+    options = {k: v for k, v in config.items() if k != "kind"}
+    if kind == "none":
+        return None
+    if kind == "memory":
+        from tierswitch.cache.memory import MemoryCache
+
+        only_keys(options, field, {"max_entries", "ttl_s"})
+        return MemoryCache(**options)
+    if kind == "redis":
+        from tierswitch.cache.redis import RedisCache
+
+        url = options.pop("url", None)
+        if not isinstance(url, str):
+            raise ConfigError(f"{field}.url", "is required for a redis cache, e.g. redis://127.0.0.1:6379/0")
+        try:
+            return RedisCache(url, **options)
+        except TypeError as exc:
+            raise ConfigError(field, f"bad option for the redis cache: {exc}") from exc
+    raise ConfigError(f"{field}.kind", f"unknown cache kind {kind!r}; allowed: ['memory', 'none', 'redis']")
+
+
+# -- built-in kinds -----------------------------------------------------------------------------------------
+def _fixed(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.policies.fixed import Fixed
+
+    only_keys(config, field, {"kind", "tier"})
+    tier = config.get("tier")
+    if not isinstance(tier, str):
+        raise ConfigError(f"{field}.tier", f"must name a tier, got {tier!r}")
+    return Fixed(tier)
+
+
+def _threshold(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.policies.threshold import Threshold
+
+    only_keys(config, field, {"kind", "tiers", "cuts"})
+    tiers, cuts = config.get("tiers"), config.get("cuts")
+    if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
+        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {tiers!r}")
+    if not isinstance(cuts, list) or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in cuts):
+        raise ConfigError(f"{field}.cuts", f"must be a list of numbers, got {cuts!r}")
+    try:
+        return Threshold(tiers, cuts)
+    except ConfigError as exc:
+        raise ConfigError(f"{field}.{exc.field.split('.')[-1]}", str(exc).split(": ", 1)[-1]) from exc
+
+
+def _cascade(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.policies.cascade import Cascade
+
+    only_keys(config, field, {"kind", "thresholds", "start", "trust", "target_agreement"})
+    thresholds = section(config.get("thresholds", {}), f"{field}.thresholds")
+    for tier in thresholds:
+        number(thresholds, tier, f"{field}.thresholds", low=0.0, high=1.0)
+    start = config.get("start")
+    if start is not None and not isinstance(start, str):
+        raise ConfigError(f"{field}.start", f"must name a tier, got {start!r}")
+    return Cascade(
+        {k: float(v) for k, v in thresholds.items()},
+        start=start,
+        trust=number(config, "trust", field, 0.0, 0.0, 1.0),
+        target_agreement=number(config, "target_agreement", field, 0.9, 0.0, 1.0),
+    )
+
+
+def _first_of(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.policies.base import FirstOf
+
+    only_keys(config, field, {"kind", "policies"})
+    children = config.get("policies")
+    if not isinstance(children, list) or not children:
+        raise ConfigError(f"{field}.policies", "must be a non-empty list of policies")
+    return FirstOf(tuple(policy_from_config(c, f"{field}.policies[{i}]") for i, c in enumerate(children)))
+
+
+def _complexity(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.estimator.complexity import ComplexityEstimator
+
+    options = {k: v for k, v in config.items() if k != "kind"}
+    only_keys(options, field, {"length_weight", "length_scale", "modality_weight", "modality_prior",
+                               "uncertainty_weight", "probe", "uncertainty"})
+    try:
+        return ComplexityEstimator(**options)
+    except ConfigError as exc:
+        raise ConfigError(field + exc.field.removeprefix("estimator"), str(exc).split(": ", 1)[-1]) from exc
+
+
+register_policy("fixed", _fixed)
+register_policy("threshold", _threshold)
+register_policy("cascade", _cascade)
+register_policy("first_of", _first_of)
+register_estimator("complexity", _complexity)
+register_estimator("learned", "tierswitch.estimator.learned:from_config")

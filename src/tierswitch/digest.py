@@ -1,0 +1,80 @@
+"""Canonical digests of inputs: stable across processes and machines, so a fleet shares cache keys.
+
+blake2b (128-bit) over a type-tagged encoding: strings as UTF-8, arrays as dtype + shape + raw bytes, mappings with
+their keys sorted, sequences in order. A conversation is hashed whole (every turn, role and content), never just its
+last turn, so two conversations that end alike do not share an answer.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Mapping
+from hashlib import blake2b
+from typing import Any
+
+import numpy as np
+
+from tierswitch.errors import InputTooLarge, NonFiniteInput, UnsupportedInput
+
+__all__ = ["digest_of"]
+
+_MAX_DEPTH = 32
+
+
+def _encode(x: Any, h: Any, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise UnsupportedInput(f"input nests deeper than {_MAX_DEPTH} levels; flatten it")
+    if isinstance(x, str):
+        data = x.encode("utf-8", "surrogatepass")
+        h.update(b"s" + struct.pack("<Q", len(data)) + data)
+    elif isinstance(x, bool) or x is None:
+        h.update(b"b" + repr(x).encode())
+    elif isinstance(x, int):
+        h.update(b"i" + str(x).encode() + b";")
+    elif isinstance(x, float):
+        if not math.isfinite(x):
+            raise NonFiniteInput(f"input holds {x}; replace NaN/inf before routing")
+        h.update(b"f" + struct.pack("<d", x))
+    elif isinstance(x, np.ndarray):
+        if x.dtype.kind not in "biufc":
+            raise UnsupportedInput(f"arrays of dtype {x.dtype} cannot be routed; use a numeric dtype")
+        if x.dtype.kind in "fc" and not np.isfinite(x).all():
+            raise NonFiniteInput("input array holds NaN or inf; clean it before routing")
+        h.update(b"a" + x.dtype.str.encode() + repr(x.shape).encode())
+        h.update(np.ascontiguousarray(x).data)
+    elif isinstance(x, Mapping):
+        try:
+            items = sorted(x.items(), key=lambda kv: str(kv[0]))
+        except TypeError as exc:  # pragma: no cover - str() of a key never fails for usual keys
+            raise UnsupportedInput(f"dict keys must be strings: {exc}") from exc
+        h.update(b"m" + struct.pack("<Q", len(items)))
+        for key, value in items:
+            if not isinstance(key, str):
+                raise UnsupportedInput(f"dict keys must be strings, got {type(key).__name__}")
+            _encode(key, h, depth + 1)
+            _encode(value, h, depth + 1)
+    elif isinstance(x, (list, tuple)):
+        h.update(b"l" + struct.pack("<Q", len(x)))
+        for item in x:
+            _encode(item, h, depth + 1)
+    elif isinstance(x, bytes):
+        h.update(b"y" + struct.pack("<Q", len(x)) + x)
+    elif isinstance(x, np.generic):
+        _encode(x.item(), h, depth)
+    else:
+        raise UnsupportedInput(
+            f"cannot build a cache key for a {type(x).__name__}; pass str, numbers, lists, dicts or numpy arrays"
+        )
+
+
+def digest_of(x: Any, max_bytes: int | None = None) -> str:
+    """The hex digest identifying ``x`` (32 hex characters). Plain strings take a fast path."""
+    if type(x) is str:
+        data = x.encode("utf-8", "surrogatepass")
+        if max_bytes is not None and len(data) > max_bytes:
+            raise InputTooLarge(f"text input is {len(data)} bytes, over the router's max of {max_bytes}")
+        return blake2b(b"s" + data, digest_size=16).hexdigest()
+    h = blake2b(digest_size=16)
+    _encode(x, h, 0)
+    return h.hexdigest()

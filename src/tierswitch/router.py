@@ -1,0 +1,280 @@
+"""The middleware: one request through cache, estimator, capability filter, policy, tiers and hooks.
+
+The synchronous core is ``Router.__call__``; ``batch`` (in ``routing.batch``) and ``acall`` are thin layers over the
+same steps. Every request leaves a trace (what was tried and why) and, when hooks are attached, a
+``DecisionRecord`` (for logs, tuning and distillation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tierswitch.cache.base import Cache
+from tierswitch.cache.memory import MemoryCache
+from tierswitch.digest import digest_of
+from tierswitch.errors import AllTiersFailed, ConfigError, NoCapableTier, TierFailure
+from tierswitch.estimator.base import Estimator, uncertainty_of
+from tierswitch.estimator.complexity import ComplexityEstimator
+from tierswitch.policies.base import Policy
+from tierswitch.routing.stats import LiveAgreement, RouterStats
+from tierswitch.tiers.base import Tier
+from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Request, Routed, RoutingContext, TraceStep
+
+__all__ = ["Router"]
+
+log = logging.getLogger("tierswitch.router")
+Hook = Callable[[DecisionRecord], None]
+_DEFAULT: Any = object()
+
+
+class Router:
+    """Route every input to the cheapest tier that will likely be right.
+
+    ``tiers`` are ordered cheapest first (the last is the "full" tier); ``policy`` picks a tier per request;
+    ``estimator`` scores complexity (default: ``ComplexityEstimator``); ``cache`` defaults to a ``MemoryCache``
+    (pass None to disable); ``hooks`` receive a ``DecisionRecord`` per request; ``fallback`` lets a failed tier
+    hand over to the next capable tier (more expensive first, then cheaper ones). ``single_flight`` (an object with
+    ``do(key, compute)``) coalesces concurrent identical misses into one tier call.
+    """
+
+    def __init__(
+        self,
+        tiers: Sequence[Tier],
+        policy: Policy,
+        *,
+        estimator: Estimator | None = None,
+        cache: Cache | None = _DEFAULT,
+        hooks: Sequence[Hook] = (),
+        fallback: bool = True,
+        single_flight: Any = None,
+        max_input_bytes: int | None = 1_000_000,
+        max_batch: int = 10_000,
+    ) -> None:
+        tiers = tuple(tiers)
+        if not tiers:
+            raise ConfigError("tiers", "a router needs at least one tier")
+        names = [t.name for t in tiers]
+        if len(set(names)) != len(names):
+            raise ConfigError("tiers", f"tier names must be unique, got {names}")
+        unknown = policy.tier_names() - set(names)
+        if unknown:
+            raise ConfigError("policy", f"refers to unknown tier(s) {sorted(unknown)}; the router has {names}")
+        self.tiers: dict[str, Tier] = {t.name: t for t in tiers}
+        self.tier_order: tuple[str, ...] = tuple(names)
+        self.full: str = names[-1]
+        self.policy = policy
+        self.estimator = estimator if estimator is not None else ComplexityEstimator()
+        probe = self.estimator.probe
+        if probe is not None and probe not in self.tiers:
+            raise ConfigError("estimator.probe", f"unknown tier {probe!r}; the router has {names}")
+        self.cache: Cache | None = MemoryCache() if cache is _DEFAULT else cache
+        self.hooks: list[Hook] = list(hooks)
+        self.fallback = fallback
+        self.single_flight = single_flight
+        self.max_input_bytes = max_input_bytes
+        self.max_batch = max_batch
+        self.stats = RouterStats()
+        self.live_agreement = LiveAgreement()
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def from_config(cls, config: Any, tiers: Any, **overrides: Any) -> Router:
+        """A router from a YAML/TOML path or a dict (see ``tierswitch.config``) over ``tiers``: ``Tier`` objects,
+        or a mapping of names to tiers or plain inference functions. ``overrides`` go to the constructor."""
+        from tierswitch.routing.from_config import router_from_config
+
+        return router_from_config(config, tiers, **overrides)
+
+    # -- public surface -------------------------------------------------------------------------------------
+    @property
+    def agreement(self) -> dict[str, float]:
+        """Each tier's live agreement with the full tier (from shadow samples), once it has enough of them."""
+        return dict(self.live_agreement.view)
+
+    def observe_agreement(self, tier: str, agreed: bool) -> None:
+        """Record one shadow comparison of ``tier`` against the full tier."""
+        self.live_agreement.observe(tier, agreed)
+
+    def add_hook(self, hook: Hook) -> None:
+        """Call ``hook(record)`` after every request. A hook that raises is logged and counted, never fatal."""
+        self.hooks.append(hook)
+
+    def __call__(self, x: Any, *, modality: str | None = None, **meta: Any) -> Routed:
+        """Route one input and return the answer with its tier, cost, latency and trace."""
+        started = time.perf_counter()
+        request, features, capable = self._admit(x, modality)
+        if self.cache is not None:
+            hit = self.cache.lookup(request.digest, [(n, self.tiers[n].version) for n in reversed(capable)])
+            if hit is not None:
+                return self._finish_hit(request, features, capable, hit, meta, started)
+        if self.single_flight is not None:
+            return self.single_flight.do(
+                f"{request.digest}:{request.modality}",
+                lambda: self._route_miss(request, features, capable, meta, started),
+            )
+        return self._route_miss(request, features, capable, meta, started)
+
+    def batch(self, xs: Sequence[Any], *, modality: str | None = None) -> list[Routed]:
+        """Route many inputs: one cache round trip, one tier call per group of inputs sent to the same tier."""
+        from tierswitch.routing.batch import route_batch
+
+        return route_batch(self, xs, modality)
+
+    async def acall(self, x: Any, *, modality: str | None = None, **meta: Any) -> Routed:
+        """``await router.acall(x)``: the sync core run in the event loop's executor, so tiers never block it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, functools.partial(self.__call__, x, modality=modality, **meta))
+
+    # -- the steps ------------------------------------------------------------------------------------------
+    def _admit(self, x: Any, modality: str | None) -> tuple[Request, Features, tuple[str, ...]]:
+        """Validate and measure the input, digest it, and apply the capability filter."""
+        features = self.estimator.features(x, modality)
+        request = Request(x, features.modality, digest_of(x, self.max_input_bytes))
+        capable = tuple(n for n in self.tier_order if self.tiers[n].accepts(features.modality, features.length))
+        if not capable:
+            accepts = "; ".join(f"{n}: {self.tiers[n].capabilities.describe()}" for n in self.tier_order)
+            raise NoCapableTier(
+                f"no tier accepts a {features.modality} input of length {features.length} ({accepts}); "
+                "add a tier that does, raise a max_length, or pass modality= if detection was wrong"
+            )
+        return request, features, capable
+
+    def _context(self, request: Request, features: Features, capable: tuple[str, ...], meta: Any) -> RoutingContext:
+        return RoutingContext(request, features, 0.0, capable, self.tiers, meta, agreement=self.live_agreement.view)
+
+    def _score(self, ctx: RoutingContext, trace: list[TraceStep], failures: list[TierFailure]) -> None:
+        """Run the probe tier (if the estimator has one and it can take the input), then score."""
+        probe = self.estimator.probe
+        if probe is not None and probe in ctx.capable:
+            try:
+                prediction = self._call_tier(ctx, probe)
+            except TierFailure as failure:
+                failures.append(failure)
+                trace.append(TraceStep("failure", probe, f"probe: {failure}"))
+            else:
+                ctx.features.uncertainty = uncertainty_of(prediction, self.estimator.uncertainty)
+                trace.append(TraceStep("probe", probe, "", prediction.confidence, prediction.latency_s))
+        ctx.score = self.estimator.score_features(ctx.features, ctx.request.payload)
+
+    def _decide(self, ctx: RoutingContext) -> Decision:
+        decision = self.policy.decide(ctx)
+        if decision.tier is None:
+            return Decision(ctx.capable[-1], f"{decision.reason}; serving with the strongest capable tier")
+        if decision.tier not in ctx.capable:  # the capability filter overrides any policy
+            later = [n for n in ctx.capable if self.tier_order.index(n) > self.tier_order.index(decision.tier)]
+            tier = later[0] if later else ctx.capable[-1]
+            return Decision(tier, f"{decision.reason}; {decision.tier} cannot take this input", decision.policy,
+                            decision.propensity)
+        return decision
+
+    def _call_tier(self, ctx: RoutingContext, name: str) -> Prediction:
+        ctx.tried.append(name)
+        prediction = self.tiers[name].predict_one(ctx.request.payload, ctx.features.length)
+        ctx.predictions[name] = prediction
+        return prediction
+
+    def _next_after_failure(self, ctx: RoutingContext, failed: str) -> str | None:
+        """Fallback order: the next more expensive capable tier not tried yet, then cheaper ones, strongest first."""
+        if not self.fallback:
+            return None
+        up = ctx.next_capable(failed)
+        if up is not None:
+            return up
+        cheaper = [n for n in reversed(ctx.capable) if n not in ctx.tried]
+        return cheaper[0] if cheaper else None
+
+    def _route_miss(
+        self, request: Request, features: Features, capable: tuple[str, ...], meta: Any, started: float
+    ) -> Routed:
+        ctx = self._context(request, features, capable, meta)
+        trace: list[TraceStep] = [TraceStep("cache_miss")] if self.cache is not None else []
+        failures: list[TierFailure] = []
+        self._score(ctx, trace, failures)
+        decision = self._decide(ctx)
+        trace.append(TraceStep("decide", decision.tier, f"{decision.reason} (score={ctx.score:.3f})"))
+        deciding = decision.policy or self.policy
+        tier: str | None = decision.tier
+        escalations = fallbacks = 0
+        while True:
+            assert tier is not None
+            prediction = ctx.predictions.get(tier)
+            if prediction is None:
+                try:
+                    prediction = self._call_tier(ctx, tier)
+                except TierFailure as failure:
+                    failures.append(failure)
+                    trace.append(TraceStep("failure", tier, str(failure)))
+                    nxt = self._next_after_failure(ctx, tier)
+                    if nxt is None:
+                        self.stats.add(failures=len(failures), failed_requests=1)
+                        raise AllTiersFailed(failures) from failure
+                    trace.append(TraceStep("fallback", nxt, f"after {tier} failed"))
+                    fallbacks += 1
+                    tier = nxt
+                    continue
+                trace.append(TraceStep("call", tier, "", prediction.confidence, prediction.latency_s))
+            if deciding.accept(ctx, prediction):
+                trace.append(TraceStep("accept", tier))
+                break
+            nxt = ctx.next_capable(tier)
+            if nxt is None:
+                trace.append(TraceStep("accept", tier, "no stronger capable tier left"))
+                break
+            trace.append(TraceStep("escalate", nxt, f"{tier} confidence {_fmt(prediction.confidence)} too low"))
+            escalations += 1
+            tier = nxt
+        cost = sum(ctx.predictions[n].cost for n in ctx.tried if n in ctx.predictions)
+        if self.cache is not None:
+            self.cache.set(request.digest, prediction)
+        routed = Routed(
+            prediction.output, tier, cost, time.perf_counter() - started, False, ctx.score, tuple(trace),
+            prediction.confidence, prediction.probs, prediction.tier_version, request.digest, next(self._ids),
+        )
+        self.stats.add(tier, requests=1, escalations=escalations, fallbacks=fallbacks, failures=len(failures))
+        if self.hooks:
+            self._emit(routed, ctx, decision)
+        return routed
+
+    def _finish_hit(
+        self, request: Request, features: Features, capable: tuple[str, ...], hit: Prediction, meta: Any,
+        started: float,
+    ) -> Routed:
+        trace = (TraceStep("cache_hit", hit.tier, f"version {hit.tier_version}", hit.confidence),)
+        routed = Routed(
+            hit.output, hit.tier, 0.0, time.perf_counter() - started, True, None, trace, hit.confidence, hit.probs,
+            hit.tier_version, request.digest, next(self._ids),
+        )
+        self.stats.add(hit.tier, requests=1, cache_hits=1)
+        if self.hooks:
+            ctx = self._context(request, features, capable, meta)
+            self._emit(routed, ctx, Decision(hit.tier, "cache hit"))
+        return routed
+
+    def _emit(self, routed: Routed, ctx: RoutingContext, decision: Decision) -> None:
+        record = DecisionRecord(
+            routed.request_id, ctx.request, ctx.features, routed.score, ctx.capable, decision.tier, decision.reason,
+            decision.propensity, routed.tier, routed.cost, routed.latency_s, routed.cached, dict(ctx.predictions),
+            routed.trace, ctx.meta,
+            None if self.cache is None else {k: self.cache.stats.total(k) for k in ("hits", "misses", "errors")},
+        )
+        self.emit_record(record)
+
+    def emit_record(self, record: DecisionRecord) -> None:
+        """Hand ``record`` to every hook; a failing hook is logged and counted, and the request goes on."""
+        for hook in self.hooks:
+            try:
+                hook(record)
+            except Exception:  # a hook must never fail a request
+                self.stats.add(hook_errors=1)
+                log.exception("decision hook %r failed", hook)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+

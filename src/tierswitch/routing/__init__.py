@@ -1,0 +1,1 @@
+"""Internals of the router: batch routing and counters."""

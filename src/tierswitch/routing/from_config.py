@@ -1,0 +1,112 @@
+"""Build a ``Router`` from a config file or dict plus the tiers (or plain inference functions) given in code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tierswitch.config import (
+    cache_from_config,
+    estimator_from_config,
+    load_config,
+    number,
+    only_keys,
+    policy_from_config,
+    section,
+)
+from tierswitch.errors import ConfigError
+from tierswitch.tiers.base import Capabilities, CostModel, Tier
+from tierswitch.tiers.callable import CallableTier
+
+if TYPE_CHECKING:
+    from tierswitch.router import Router
+
+__all__ = ["router_from_config", "tier_settings"]
+
+_TIER_KEYS = {"cost", "modalities", "max_length", "version", "batched"}
+
+
+def tier_settings(config: Any, field: str) -> dict[str, Any]:
+    """Validate one tier's section: cost (a number per call, or {per_call, per_unit}), modalities, max_length."""
+    config = section(config, field)
+    only_keys(config, field, _TIER_KEYS)
+    cost = config.get("cost", 0.0)
+    if isinstance(cost, Mapping):
+        only_keys(cost, f"{field}.cost", {"per_call", "per_unit"})
+        model = CostModel(number(cost, "per_call", f"{field}.cost", 0.0, 0.0),
+                          number(cost, "per_unit", f"{field}.cost", 0.0, 0.0))
+    else:
+        model = CostModel(number(config, "cost", field, 0.0, 0.0))
+    modalities = config.get("modalities")
+    if modalities is not None and (not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)):
+        raise ConfigError(f"{field}.modalities", f"must be a list of modality names, got {modalities!r}")
+    max_length = config.get("max_length")
+    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0):
+        raise ConfigError(f"{field}.max_length", f"must be a positive integer, got {max_length!r}")
+    try:
+        capabilities = Capabilities.of(modalities, max_length)
+    except ConfigError as exc:
+        raise ConfigError(f"{field}.modalities", str(exc).split(": ", 1)[-1]) from exc
+    return {"cost": model, "capabilities": capabilities, "version": str(config.get("version", "1")),
+            "batched": bool(config.get("batched", False))}
+
+
+def _tiers(config: Mapping[str, Any], tiers: Sequence[Tier] | Mapping[str, Callable[..., Any] | Tier]) -> list[Tier]:
+    declared = section(config.get("tiers", {}), "tiers")
+    if isinstance(tiers, Mapping):
+        order = list(declared) if declared else list(tiers)
+        missing = [n for n in order if n not in tiers]
+        if missing:
+            raise ConfigError(f"tiers.{missing[0]}", f"is declared but no tier or function was given for it; "
+                                                      f"given: {sorted(tiers)}")
+        extra = [n for n in tiers if n not in order]
+        if extra:
+            raise ConfigError("tiers", f"{extra} given in code but not declared; declare them cheapest first")
+        built: list[Tier] = []
+        for name in order:
+            target = tiers[name]
+            if isinstance(target, Tier):
+                built.append(target)
+                continue
+            settings = tier_settings(declared.get(name, {}), f"tiers.{name}")
+            batched = settings.pop("batched")
+            built.append(CallableTier(name, target, batched=batched, **settings))
+        tier_list = built
+    else:
+        tier_list = list(tiers)
+    known = {t.name for t in tier_list}
+    for name, settings_config in declared.items():
+        if name not in known:
+            raise ConfigError(f"tiers.{name}", f"unknown tier; the tiers given are {sorted(known)}")
+        settings = tier_settings(settings_config, f"tiers.{name}")
+        tier = next(t for t in tier_list if t.name == name)
+        if "cost" in settings_config:
+            tier.cost_model = settings["cost"]
+        if "modalities" in settings_config or "max_length" in settings_config:
+            tier.capabilities = settings["capabilities"]
+    return tier_list
+
+
+def router_from_config(
+    config: str | Path | Mapping[str, Any],
+    tiers: Sequence[Tier] | Mapping[str, Callable[..., Any] | Tier],
+    **overrides: Any,
+) -> Router:
+    """A router from ``config`` (a path or a dict) over ``tiers``; keyword ``overrides`` go to ``Router``."""
+    from tierswitch.router import Router
+
+    data = load_config(config) if isinstance(config, (str, Path)) else section(config, "config")
+    only_keys(data, "config", {"tiers", "policy", "estimator", "cache", "router"})
+    if "policy" not in data:
+        raise ConfigError("policy", "is required, e.g. {kind: cascade, thresholds: {base: 0.8}}")
+    kwargs: dict[str, Any] = {"policy": policy_from_config(data["policy"])}
+    if "estimator" in data:
+        kwargs["estimator"] = estimator_from_config(data["estimator"])
+    if "cache" in data:
+        kwargs["cache"] = cache_from_config(data["cache"])
+    router_options = section(data.get("router", {}), "router")
+    only_keys(router_options, "router", {"fallback", "max_input_bytes", "max_batch"})
+    kwargs.update(router_options)
+    kwargs.update(overrides)
+    return Router(_tiers(data, tiers), **kwargs)

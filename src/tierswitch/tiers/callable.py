@@ -1,0 +1,66 @@
+"""``CallableTier``: any Python function as a tier, single-item or batched."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tierswitch.errors import TierFailure, TierswitchError
+from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier, make_prediction
+from tierswitch.types import Prediction
+
+__all__ = ["CallableTier", "as_raw"]
+
+
+def as_raw(result: Any) -> RawOutput:
+    """Accept what inference functions usually return: a ``RawOutput``, an ``(output, probs)`` pair, a dict with
+    ``output`` and ``probs``/``confidence`` keys, or a bare output."""
+    if isinstance(result, RawOutput):
+        return result
+    if isinstance(result, tuple) and len(result) == 2:
+        return RawOutput(result[0], result[1])
+    if isinstance(result, dict) and "output" in result:
+        return RawOutput(result["output"], result.get("probs"), result.get("confidence"))
+    return RawOutput(result)
+
+
+class CallableTier(Tier):
+    """Wrap ``fn``. With ``batched=False`` it is called once per item (``fn(x)``); with ``batched=True`` once per
+    batch (``fn(list_of_x)`` returning one result per item). See ``as_raw`` for the result shapes accepted."""
+
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[[Any], Any],
+        *,
+        batched: bool = False,
+        cost: CostModel | float = 0.0,
+        capabilities: Capabilities | None = None,
+        version: str = "1",
+    ) -> None:
+        super().__init__(name, cost=cost, capabilities=capabilities, version=version)
+        if not callable(fn):
+            raise TypeError(f"tier {name!r}: fn must be callable, got {type(fn).__name__}")
+        self.fn = fn
+        self.batched = batched
+
+    def _predict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
+        if self.batched:
+            return [as_raw(r) for r in self.fn(list(batch))]
+        return [as_raw(self.fn(x)) for x in batch]
+
+    def predict_one(self, x: Any, length: int = 0) -> Prediction:
+        """One call of ``fn`` without building a batch: the router's single-request hot path."""
+        if self.batched:
+            return super().predict_one(x, length)
+        version = self._version
+        started = time.perf_counter()
+        try:
+            result = self.fn(x)
+        except TierswitchError:
+            raise
+        except Exception as exc:
+            raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        return make_prediction(as_raw(result), self.name, version, self.cost_model.cost(length), elapsed)
