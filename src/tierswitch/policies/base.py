@@ -60,7 +60,7 @@ class FirstOf(Policy):
         return set().union(*(p.tier_names() for p in self.policies))
 
     def to_config(self) -> dict[str, Any]:
-        return {"first_of": [p.to_config() for p in self.policies]}
+        return {"kind": "first_of", "policies": [p.to_config() for p in self.policies]}
 
     def __repr__(self) -> str:
         return " | ".join(repr(p) for p in self.policies)
