@@ -31,6 +31,7 @@ __all__ = ["Router"]
 log = logging.getLogger("tierswitch.router")
 Hook = Callable[[DecisionRecord], None]
 _DEFAULT: Any = object()
+_CACHE_MISS = TraceStep("cache_miss")
 
 
 class Router:
@@ -82,6 +83,7 @@ class Router:
         self.stats = RouterStats()
         self.live_agreement = LiveAgreement()
         self._ids = itertools.count(1)
+        self._capable_by_modality: dict[str, tuple[tuple[str, ...], int]] = {}
 
     @classmethod
     def from_config(cls, config: Any, tiers: Any, **overrides: Any) -> Router:
@@ -136,7 +138,7 @@ class Router:
         """Validate and measure the input, digest it, and apply the capability filter."""
         features = self.estimator.features(x, modality)
         request = Request(x, features.modality, digest_of(x, self.max_input_bytes))
-        capable = tuple(n for n in self.tier_order if self.tiers[n].accepts(features.modality, features.length))
+        capable = self._capable(features.modality, features.length)
         if not capable:
             accepts = "; ".join(f"{n}: {self.tiers[n].capabilities.describe()}" for n in self.tier_order)
             raise NoCapableTier(
@@ -144,6 +146,22 @@ class Router:
                 "add a tier that does, raise a max_length, or pass modality= if detection was wrong"
             )
         return request, features, capable
+
+    def _capable(self, modality: str, length: int) -> tuple[str, ...]:
+        """Names of the tiers that accept this input, cheapest first.
+
+        Per modality, the tiers that take it and the smallest length cap among them are computed once; an input
+        under that cap (the usual case) gets the precomputed tuple without looking at each tier.
+        """
+        known = self._capable_by_modality.get(modality)
+        if known is None:
+            names = tuple(n for n in self.tier_order if self.tiers[n].accepts(modality, 1))
+            caps = [self.tiers[n].capabilities.max_length for n in names]
+            known = (names, min((c for c in caps if c is not None), default=2**62))
+            self._capable_by_modality[modality] = known
+        if length <= known[1]:
+            return known[0]
+        return tuple(n for n in known[0] if self.tiers[n].accepts(modality, length))
 
     def _context(self, request: Request, features: Features, capable: tuple[str, ...], meta: Any) -> RoutingContext:
         return RoutingContext(request, features, 0.0, capable, self.tiers, meta, agreement=self.live_agreement.view)
@@ -193,7 +211,7 @@ class Router:
         self, request: Request, features: Features, capable: tuple[str, ...], meta: Any, started: float
     ) -> Routed:
         ctx = self._context(request, features, capable, meta)
-        trace: list[TraceStep] = [TraceStep("cache_miss")] if self.cache is not None else []
+        trace: list[TraceStep] = [_CACHE_MISS] if self.cache is not None else []
         failures: list[TierFailure] = []
         self._score(ctx, trace, failures)
         decision = self._decide(ctx)
@@ -236,7 +254,7 @@ class Router:
             prediction.output, tier, cost, time.perf_counter() - started, False, ctx.score, tuple(trace),
             prediction.confidence, prediction.probs, prediction.tier_version, request.digest, next(self._ids),
         )
-        self.stats.add(tier, requests=1, escalations=escalations, fallbacks=fallbacks, failures=len(failures))
+        self.stats.served_one(tier, escalations, fallbacks, len(failures))
         if self.hooks:
             self._emit(routed, ctx, decision)
         return routed
@@ -250,7 +268,7 @@ class Router:
             hit.output, hit.tier, 0.0, time.perf_counter() - started, True, None, trace, hit.confidence, hit.probs,
             hit.tier_version, request.digest, next(self._ids),
         )
-        self.stats.add(hit.tier, requests=1, cache_hits=1)
+        self.stats.served_one(hit.tier, cache_hit=True)
         if self.hooks:
             ctx = self._context(request, features, capable, meta)
             self._emit(routed, ctx, Decision(hit.tier, "cache hit"))

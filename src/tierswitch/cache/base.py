@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tierswitch.errors import CacheError, CorruptCacheValue
+from tierswitch.tiers.base import finite_extremes
 from tierswitch.types import Prediction
 
 __all__ = ["Cache", "CacheKey", "CacheStats", "TierStats", "is_storable"]
@@ -95,7 +96,8 @@ def is_storable(prediction: Prediction) -> bool:
         return False
     if not math.isfinite(prediction.cost):
         return False
-    if prediction.probs is not None and not np.isfinite(prediction.probs).all():
+    probs = prediction.probs
+    if probs is not None and probs.size and finite_extremes(probs.ravel()) is None:
         return False
     out = prediction.output
     if isinstance(out, float) and not math.isfinite(out):
@@ -193,23 +195,26 @@ class Cache(ABC):
         Non-finite predictions are refused and counted, never half-written.
         """
         keep: list[tuple[CacheKey, Prediction]] = []
-        with self._stats_lock:
-            for digest, prediction in items:
-                if is_storable(prediction):
-                    keep.append(((prediction.tier, prediction.tier_version, digest), prediction))
-                else:
-                    self.stats.tiers[prediction.tier].rejected += 1
-        if not keep:
-            return 0
-        try:
-            sizes = self._store(keep)
-        except CacheError as exc:
-            self._count_error([k for k, _ in keep], exc)
-            return 0
+        refused: list[str] = []
+        for digest, prediction in items:
+            if is_storable(prediction):
+                keep.append(((prediction.tier, prediction.tier_version, digest), prediction))
+            else:
+                refused.append(prediction.tier)
+        sizes: list[int] = []
+        if keep:
+            try:
+                sizes = self._store(keep)
+            except CacheError as exc:
+                self._count_error([k for k, _ in keep], exc)
+                keep, sizes = [], []
         stored = 0
         with self._stats_lock:
+            tiers = self.stats.tiers
+            for tier in refused:
+                tiers[tier].rejected += 1
             for (key, _), size in zip(keep, sizes):
-                stats = self.stats.tiers[key[0]]
+                stats = tiers[key[0]]
                 if size < 0:
                     stats.rejected += 1
                     continue

@@ -166,8 +166,7 @@ def _finish(router: Router, p: _Pending, elapsed: float) -> Routed:
         prediction.output, prediction.tier, cost, elapsed, False, ctx.score, tuple(trace), prediction.confidence,
         prediction.probs, prediction.tier_version, ctx.request.digest, next(router._ids),
     )
-    router.stats.add(prediction.tier, requests=1, escalations=p.escalations, fallbacks=p.fallbacks,
-                     failures=len(p.failures))
+    router.stats.served_one(prediction.tier, p.escalations, p.fallbacks, len(p.failures))
     if router.hooks:
         router._emit(routed, ctx, p.decision or Decision(prediction.tier, ""))
     return routed

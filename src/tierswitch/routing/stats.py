@@ -25,6 +25,22 @@ class RouterStats:
                 if n:
                     self.counts[name] += n
 
+    def served_one(self, tier: str, escalations: int = 0, fallbacks: int = 0, failures: int = 0,
+                   cache_hit: bool = False) -> None:
+        """Count one answered request (the hot path: no keyword packing)."""
+        with self._lock:
+            self.served[tier] += 1
+            counts = self.counts
+            counts["requests"] += 1
+            if cache_hit:
+                counts["cache_hits"] += 1
+            if escalations:
+                counts["escalations"] += escalations
+            if fallbacks:
+                counts["fallbacks"] += fallbacks
+            if failures:
+                counts["failures"] += failures
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {**dict(self.counts), "served": dict(self.served)}

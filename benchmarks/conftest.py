@@ -1,0 +1,1 @@
+"""Benchmarks run outside the default test run: ``python -m pytest benchmarks/ --benchmark-only``."""
