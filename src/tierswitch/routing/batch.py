@@ -24,9 +24,10 @@ __all__ = ["route_batch"]
 class _Pending:
     """One input's state while its batch is routed."""
 
-    __slots__ = ("ctx", "decision", "trace", "failures", "tier", "done", "escalations", "fallbacks")
+    __slots__ = ("index", "ctx", "decision", "trace", "failures", "tier", "done", "escalations", "fallbacks")
 
-    def __init__(self, ctx: RoutingContext) -> None:
+    def __init__(self, index: int, ctx: RoutingContext) -> None:
+        self.index = index
         self.ctx = ctx
         self.trace: list[TraceStep] = []
         self.failures: list[TierFailure] = []
@@ -78,9 +79,7 @@ def route_batch(router: Router, xs: Sequence[Any], modality: str | None) -> list
         if hits[i] is not None:
             results[i] = router._finish_hit(request, features, capable, hits[i], {}, started)  # type: ignore[arg-type]
         else:
-            p = _Pending(router._context(request, features, capable, {}))
-            p.ctx.meta = {"batch_index": i}
-            pending.append(p)
+            pending.append(_Pending(i, router._context(request, features, capable, {})))
     _probe_and_decide(router, pending)
     active = [p for p in pending if p.tier is not None]
     while active:
@@ -95,7 +94,7 @@ def route_batch(router: Router, xs: Sequence[Any], modality: str | None) -> list
         router.cache.set_many(stored)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     for p in pending:
-        results[p.ctx.meta["batch_index"]] = _finish(router, p, elapsed)
+        results[p.index] = _finish(router, p, elapsed)
     return results  # type: ignore[return-value]
 
 
