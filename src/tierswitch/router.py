@@ -12,7 +12,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tierswitch.cache.base import Cache
@@ -21,7 +21,7 @@ from tierswitch.digest import digest_of
 from tierswitch.errors import AllTiersFailed, ConfigError, NoCapableTier, TierFailure
 from tierswitch.estimator.base import Estimator, uncertainty_of
 from tierswitch.estimator.complexity import ComplexityEstimator
-from tierswitch.policies.base import Policy
+from tierswitch.policies.base import FirstOf, Policy
 from tierswitch.routing.stats import LiveAgreement, RouterStats
 from tierswitch.tiers.base import Tier
 from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Request, Routed, RoutingContext, TraceStep
@@ -76,6 +76,10 @@ class Router:
             raise ConfigError("estimator.probe", f"unknown tier {probe!r}; the router has {names}")
         self.cache: Cache | None = MemoryCache() if cache is _DEFAULT else cache
         self.hooks: list[Hook] = list(hooks)
+        for learner in _learners(policy):  # policies that learn from outcomes see every decision record
+            observe = getattr(learner, "observe", None)
+            if observe is not None and observe not in self.hooks:
+                self.hooks.append(observe)
         self.fallback = fallback
         self.single_flight = single_flight
         self.max_input_bytes = max_input_bytes
@@ -106,6 +110,16 @@ class Router:
     def add_hook(self, hook: Hook) -> None:
         """Call ``hook(record)`` after every request. A hook that raises is logged and counted, never fatal."""
         self.hooks.append(hook)
+
+    def feedback(self, request_id: int, reward: float | None = None, *, quality: float | None = None) -> bool:
+        """Report the outcome of an answered request (a reward, or a quality in [0, 1]) to the policies that learn
+        from it (bandits, A/B tests). True when some policy knew the request."""
+        known = False
+        for learner in _learners(self.policy):
+            fn = getattr(learner, "feedback", None)
+            if fn is not None:
+                known = bool(fn(request_id, reward, quality=quality)) or known
+        return known
 
     def __call__(self, x: Any, *, modality: str | None = None, **meta: Any) -> Routed:
         """Route one input and return the answer with its tier, cost, latency and trace."""
@@ -291,6 +305,17 @@ class Router:
             except Exception:  # a hook must never fail a request
                 self.stats.add(hook_errors=1)
                 log.exception("decision hook %r failed", hook)
+
+
+def _learners(policy: Policy) -> Iterator[Policy]:
+    """The leaf policies of a composed tree (``FirstOf`` only: an A/B test forwards to its own arms)."""
+    stack = [policy]
+    while stack:
+        p = stack.pop()
+        if isinstance(p, FirstOf):
+            stack.extend(reversed(p.policies))
+        else:
+            yield p
 
 
 def _fmt(value: float | None) -> str:
