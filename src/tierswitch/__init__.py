@@ -22,14 +22,32 @@ from tierswitch.errors import (
     UnsupportedInput,
 )
 from tierswitch.estimator import ComplexityEstimator, Estimator
-from tierswitch.policies import Cascade, FirstOf, Fixed, Policy, Threshold
+from tierswitch.policies import (
+    ABTest,
+    BudgetController,
+    Cascade,
+    ContextualBandit,
+    FirstOf,
+    Fixed,
+    LearnedPolicy,
+    Policy,
+    Threshold,
+)
 from tierswitch.router import Router
+from tierswitch.routing.reload import ReloadingRouter
+from tierswitch.telemetry import DecisionLog
 from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, SklearnTier, Tier
 from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Routed, RoutingContext, TraceStep
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ABTest",
+    "BudgetController",
+    "ContextualBandit",
+    "DecisionLog",
+    "LearnedPolicy",
+    "ReloadingRouter",
     "AllTiersFailed",
     "Cache",
     "CacheStats",
