@@ -25,11 +25,11 @@ def trivial(x):
     return "label", PROBS
 
 
-def make_router(kind: str) -> Router:
+def make_router(kind: str, **options) -> Router:
     tiers = [CallableTier(name, trivial, cost=cost) for name, cost in (("base", 1.0), ("distilled", 3.0),
                                                                          ("full", 10.0))]
     policy = Threshold(["base", "distilled", "full"], [0.9, 0.95]) if kind == "threshold" else Cascade({"base": 0.9})
-    return Router(tiers, policy)
+    return Router(tiers, policy, **options)
 
 
 def texts(chars: int):
@@ -68,3 +68,13 @@ def test_router_hit(benchmark, kind, chars):
     router(text)
     result = benchmark.pedantic(router, args=(text,), rounds=ROUNDS, iterations=1)
     assert result.cached
+
+
+@pytest.mark.parametrize("chars", [200, 4000])
+def test_router_miss_without_single_flight(benchmark, chars):
+    """The same miss path with in-process single flight switched off, to show what coalescing costs."""
+    benchmark.group = f"router overhead {chars} chars"
+    router = make_router("threshold", single_flight=None)
+    stream = texts(chars)
+    benchmark.pedantic(router, setup=lambda: ((next(stream),), {}), rounds=ROUNDS, iterations=1)
+    assert router.cache.stats.hits == 0

@@ -8,6 +8,7 @@ same steps. Every request leaves a trace (what was tried and why) and, when hook
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import logging
@@ -17,6 +18,7 @@ from typing import Any
 
 from tierswitch.cache.base import Cache
 from tierswitch.cache.memory import MemoryCache
+from tierswitch.cache.singleflight import SingleFlight
 from tierswitch.digest import digest_of
 from tierswitch.errors import AllTiersFailed, ConfigError, NoCapableTier, TierFailure
 from tierswitch.estimator.base import Estimator, uncertainty_of
@@ -40,8 +42,9 @@ class Router:
     ``tiers`` are ordered cheapest first (the last is the "full" tier); ``policy`` picks a tier per request;
     ``estimator`` scores complexity (default: ``ComplexityEstimator``); ``cache`` defaults to a ``MemoryCache``
     (pass None to disable); ``hooks`` receive a ``DecisionRecord`` per request; ``fallback`` lets a failed tier
-    hand over to the next capable tier (more expensive first, then cheaper ones). ``single_flight`` (an object with
-    ``do(key, compute)``) coalesces concurrent identical misses into one tier call.
+    hand over to the next capable tier (more expensive first, then cheaper ones). ``single_flight`` coalesces
+    concurrent identical misses into one computation: an in-process ``SingleFlight`` by default, a
+    ``RedisSingleFlight`` for a fleet, None to switch it off.
     """
 
     def __init__(
@@ -53,7 +56,7 @@ class Router:
         cache: Cache | None = _DEFAULT,
         hooks: Sequence[Hook] = (),
         fallback: bool = True,
-        single_flight: Any = None,
+        single_flight: Any = _DEFAULT,
         max_input_bytes: int | None = 1_000_000,
         max_batch: int = 10_000,
     ) -> None:
@@ -81,7 +84,7 @@ class Router:
             if observe is not None and observe not in self.hooks:
                 self.hooks.append(observe)
         self.fallback = fallback
-        self.single_flight = single_flight
+        self.single_flight = SingleFlight() if single_flight is _DEFAULT else single_flight
         self.max_input_bytes = max_input_bytes
         self.max_batch = max_batch
         self.stats = RouterStats()
@@ -125,16 +128,47 @@ class Router:
         """Route one input and return the answer with its tier, cost, latency and trace."""
         started = time.perf_counter()
         request, features, capable = self._admit(x, modality)
+        flights = self.single_flight
+        epoch = flights.completed if flights is not None else 0  # read before the lookup: see _route_in_flight
         if self.cache is not None:
             hit = self.cache.lookup(request.digest, [(n, self.tiers[n].version) for n in reversed(capable)])
             if hit is not None:
                 return self._finish_hit(request, features, capable, hit, meta, started)
-        if self.single_flight is not None:
-            return self.single_flight.do(
-                f"{request.digest}:{request.modality}",
-                lambda: self._route_miss(request, features, capable, meta, started),
-            )
+        if flights is not None:
+            return self._route_in_flight(request, features, capable, meta, started, epoch)
         return self._route_miss(request, features, capable, meta, started)
+
+    def _route_in_flight(
+        self, request: Request, features: Features, capable: tuple[str, ...], meta: Any, started: float, epoch: int
+    ) -> Routed:
+        """Concurrent identical misses share one computation: the leader routes, the others get its answer as a
+        hit that cost nothing. The leader first rechecks the cache when some flight finished after this request's
+        own lookup (``epoch``), since an identical request may have cached its answer in between."""
+        recheck = None
+        cache = self.cache
+        if cache is not None:
+
+            def recheck() -> Routed | None:
+                preferences = [(n, self.tiers[n].version) for n in reversed(capable)]
+                hit = cache.lookup(request.digest, preferences)
+                return None if hit is None else self._finish_hit(request, features, capable, hit, meta, started)
+
+        outcome = self.single_flight.do_outcome(
+            f"{request.digest}:{request.modality}",
+            lambda: self._route_miss(request, features, capable, meta, started),
+            recheck,
+            epoch,
+        )
+        if outcome.role != "waiter":
+            return outcome.value
+        shared: Routed = outcome.value
+        step = TraceStep("cache_hit", shared.tier, "shared with an identical request in flight", shared.confidence)
+        routed = dataclasses.replace(shared, cost=0.0, cached=True, latency_s=time.perf_counter() - started,
+                                     score=None, trace=(step,), request_id=next(self._ids))
+        self.stats.served_one(routed.tier, cache_hit=True)
+        if self.hooks:
+            self._emit(routed, self._context(request, features, capable, meta), Decision(routed.tier, "in flight"))
+        return routed
 
     def batch(self, xs: Sequence[Any], *, modality: str | None = None) -> list[Routed]:
         """Route many inputs: one cache round trip, one tier call per group of inputs sent to the same tier."""

@@ -1,6 +1,21 @@
-"""Result caches: one contract (``Cache``), an in-memory default and a Redis backend for fleets."""
+"""Result caches: one contract (``Cache``), an in-memory default and a Redis backend for fleets.
+
+``RedisCache`` imports redis-py only when it first connects, so importing this package stays cheap.
+"""
 
 from tierswitch.cache.base import Cache, CacheKey, CacheStats, TierStats
 from tierswitch.cache.memory import MemoryCache
+from tierswitch.cache.redis import RedisCache
+from tierswitch.cache.singleflight import Outcome, RedisSingleFlight, SingleFlight
 
-__all__ = ["Cache", "CacheKey", "CacheStats", "MemoryCache", "TierStats"]
+__all__ = [
+    "Cache",
+    "CacheKey",
+    "CacheStats",
+    "MemoryCache",
+    "Outcome",
+    "RedisCache",
+    "RedisSingleFlight",
+    "SingleFlight",
+    "TierStats",
+]

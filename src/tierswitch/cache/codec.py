@@ -1,0 +1,98 @@
+"""The versioned msgpack envelope that carries one ``Prediction`` in a shared cache.
+
+A value is a msgpack array ``[schema, output, probs, confidence, cost, tier, tier_version, latency_s, created_at]``.
+An array (not a map) keeps values small and decoding fast; ``schema`` comes first so a reader can refuse a layout
+it does not know. Numpy arrays (``probs``, array outputs) travel as raw bytes with dtype and shape through
+``tierswitch.serialization`` and come back read-only and bit-exact. Nothing is pickled. Tuples come back as lists
+(msgpack has one sequence type).
+"""
+
+from __future__ import annotations
+
+from math import isfinite
+from typing import Any
+
+import numpy as np
+
+from tierswitch.errors import CorruptCacheValue
+from tierswitch.serialization import pack, unpack
+from tierswitch.types import Prediction
+
+__all__ = ["SCHEMA_VERSION", "decode", "encode"]
+
+SCHEMA_VERSION = 1
+_FIELDS = 9
+
+
+def encode(prediction: Prediction, created_at: float) -> bytes:
+    """Encode ``prediction`` (stamped with the wall-clock time ``created_at``) as envelope bytes.
+
+    Raises ``UnsupportedInput`` when the output holds something msgpack cannot carry (a custom object, an object
+    array); callers that cache treat that as "not storable".
+    """
+    confidence = prediction.confidence
+    return pack(
+        [
+            SCHEMA_VERSION,
+            prediction.output,
+            prediction.probs,
+            None if confidence is None else float(confidence),
+            float(prediction.cost),
+            prediction.tier,
+            prediction.tier_version,
+            float(prediction.latency_s),
+            float(created_at),
+        ]
+    )
+
+
+def decode(data: bytes) -> tuple[Prediction, float]:
+    """Decode envelope bytes into ``(prediction, created_at)``.
+
+    Raises ``CorruptCacheValue`` when the bytes are not msgpack, the schema version is unknown, or a field has the
+    wrong type; the message says which, so an operator can tell a corrupt value from a newer writer.
+    """
+    try:
+        env = unpack(data)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage; all mean "corrupt"
+        raise CorruptCacheValue(f"cache value is not a valid msgpack envelope ({type(exc).__name__}: {exc})") from exc
+    if type(env) is not list or len(env) != _FIELDS or env[0] != SCHEMA_VERSION:
+        raise CorruptCacheValue(_what_is_wrong(env))
+    _, output, probs, confidence, cost, tier, version, latency, created_at = env
+    # One combined check on the hot path (a hit decodes in a few microseconds); the message is built only on failure.
+    if (
+        type(tier) is not str
+        or type(version) is not str
+        or (probs is not None and type(probs) is not np.ndarray)
+        or type(cost) is not float
+        or type(latency) is not float
+        or type(created_at) is not float
+        or not (isfinite(cost) and isfinite(latency) and isfinite(created_at))
+        or (confidence is not None and (type(confidence) is not float or not isfinite(confidence)))
+    ):
+        raise CorruptCacheValue(_what_is_wrong(env))
+    return Prediction(output, tier, version, cost, latency, probs, confidence), created_at
+
+
+def _what_is_wrong(env: Any) -> str:
+    if not isinstance(env, list) or not env:
+        return f"cache value is a {type(env).__name__}, expected a msgpack array envelope"
+    if env[0] != SCHEMA_VERSION:
+        return (
+            f"cache value has schema {env[0]!r}, this reader knows {SCHEMA_VERSION}; "
+            "purge the namespace or upgrade the readers"
+        )
+    if len(env) != _FIELDS:
+        return f"cache envelope has {len(env)} fields, schema {SCHEMA_VERSION} has {_FIELDS}"
+    names = ("schema", "output", "probs", "confidence", "cost", "tier", "tier_version", "latency_s", "created_at")
+    fields = dict(zip(names, env))
+    for name in ("tier", "tier_version"):
+        if not isinstance(fields[name], str):
+            return f"cache envelope field {name!r} is {fields[name]!r}, expected a string"
+    if fields["probs"] is not None and not isinstance(fields["probs"], np.ndarray):
+        return f"cache envelope field 'probs' is a {type(fields['probs']).__name__}, expected an array"
+    for name in ("confidence", "cost", "latency_s", "created_at"):
+        value = fields[name]
+        if not (name == "confidence" and value is None) and not (type(value) is float and isfinite(value)):
+            return f"cache envelope field {name!r} is {value!r}, expected a finite float"
+    return "cache envelope is malformed"

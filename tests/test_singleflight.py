@@ -1,0 +1,428 @@
+"""Single flight: a stampede of identical requests costs one computation, in threads, tasks, processes, routers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+from tests.contracts.cache_contract import prediction
+
+from tierswitch.cache.memory import MemoryCache
+from tierswitch.cache.redis import RedisCache
+from tierswitch.cache.singleflight import RedisSingleFlight, SingleFlight
+from tierswitch.errors import ConfigError
+from tierswitch.policies import Fixed
+from tierswitch.router import Router
+from tierswitch.tiers import CallableTier
+from tierswitch.types import Prediction
+
+N = 64
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Poll a real condition with a deadline (the waiting side of a gate, never a fixed sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.0005)
+
+
+async def await_until(condition: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0)
+
+
+def run_threads(n: int, fn: Callable[[int], object]) -> list[object]:
+    start = threading.Barrier(n)
+
+    def go(i: int) -> object:
+        start.wait()
+        return fn(i)
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(go, range(n)))
+
+
+# -- in process ---------------------------------------------------------------------------------------------------
+def test_threads_share_one_computation() -> None:
+    sf, calls = SingleFlight(), Counter()
+
+    def compute() -> str:
+        calls["k"] += 1
+        wait_until(lambda: sf.shared >= N - 1, "every other thread to join the flight")
+        return "value"
+
+    outcomes = run_threads(N, lambda i: sf.do_outcome("k", compute))
+    assert calls["k"] == 1
+    assert {o.value for o in outcomes} == {"value"}  # type: ignore[attr-defined]
+    assert Counter(o.role for o in outcomes) == {"leader": 1, "waiter": N - 1}  # type: ignore[attr-defined]
+    assert sf.in_flight() == 0
+
+
+def test_asyncio_tasks_share_one_computation() -> None:
+    sf, calls = SingleFlight(), Counter()
+
+    async def compute() -> str:
+        calls["k"] += 1
+        await await_until(lambda: sf.shared >= N - 1, "every other task to join the flight")
+        return "value"
+
+    async def main() -> list[str]:
+        return await asyncio.gather(*(sf.ado("k", compute) for _ in range(N)))
+
+    assert asyncio.run(main()) == ["value"] * N
+    assert calls["k"] == 1
+
+
+def test_a_thread_and_a_task_share_a_flight() -> None:
+    sf, release = SingleFlight(), threading.Event()
+    calls = Counter()
+
+    def compute() -> str:
+        calls["sync"] += 1
+        release.wait(10)
+        return "from a thread"
+
+    async def acompute() -> str:
+        calls["async"] += 1
+        return "from a task"
+
+    with ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(sf.do, "k", compute)
+        wait_until(lambda: sf.in_flight() == 1, "the thread to lead")
+
+        async def main() -> str:
+            waiter = asyncio.ensure_future(sf.ado("k", acompute))
+            await await_until(lambda: sf.shared == 1, "the task to join")
+            release.set()
+            return await waiter
+
+        assert asyncio.run(main()) == "from a thread"
+        assert leader.result(10) == "from a thread"
+    assert calls == {"sync": 1}
+
+
+def test_distinct_keys_do_not_wait_for_each_other() -> None:
+    sf = SingleFlight()
+    results = run_threads(8, lambda i: sf.do(i % 4, lambda i=i: i % 4))
+    assert results == [i % 4 for i in range(8)]
+
+
+def test_waiters_get_the_leaders_error_and_the_next_call_computes_again() -> None:
+    sf, calls = SingleFlight(), Counter()
+
+    def failing() -> str:
+        calls["k"] += 1
+        wait_until(lambda: sf.shared >= 7, "the waiters")
+        raise RuntimeError("tier down")
+
+    def attempt(i: int) -> str:
+        try:
+            return sf.do("k", failing)
+        except RuntimeError as exc:
+            return str(exc)
+
+    assert run_threads(8, attempt) == ["tier down"] * 8
+    assert calls["k"] == 1
+    assert sf.do("k", lambda: "recovered") == "recovered"  # failures are not remembered
+
+
+def test_a_cancelled_async_leader_hands_over_to_a_waiter() -> None:
+    sf, calls = SingleFlight(), Counter()
+
+    async def main() -> tuple[str, str]:
+        gate = asyncio.Event()
+
+        async def slow() -> str:
+            calls["slow"] += 1
+            await gate.wait()
+            return "never"
+
+        async def fast() -> str:
+            calls["fast"] += 1
+            done["k"] = "from the new leader"
+            return done["k"]
+
+        done: dict[str, str] = {}  # stands for the cache the new leader fills
+        leader = asyncio.ensure_future(sf.ado("k", slow))
+        await await_until(lambda: calls["slow"] == 1, "the leader to start")
+        waiters = [asyncio.ensure_future(sf.ado("k", fast, lambda: done.get("k"))) for _ in range(2)]
+        await await_until(lambda: sf.shared == 2, "the waiters to join")
+        leader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await leader
+        a, b = await asyncio.gather(*waiters)
+        return a, b
+
+    assert asyncio.run(main()) == ("from the new leader", "from the new leader")
+    assert calls == {"slow": 1, "fast": 1}
+
+
+def test_an_interrupted_sync_leader_hands_over_to_a_waiter() -> None:
+    class Interrupt(BaseException):
+        pass
+
+    sf, calls = SingleFlight(), Counter()
+
+    def interrupted() -> str:
+        calls["first"] += 1
+        wait_until(lambda: sf.shared == 1, "the waiter")
+        raise Interrupt
+
+    def lead() -> str:
+        try:
+            return sf.do("k", interrupted)
+        except Interrupt:
+            return "interrupted"
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(lead)
+        wait_until(lambda: calls["first"] == 1, "the leader")
+        second = pool.submit(sf.do, "k", lambda: calls.update(["second"]) or "recomputed")
+        assert first.result(10) == "interrupted" and second.result(10) == "recomputed"
+    assert calls == {"first": 1, "second": 1}
+
+
+def test_cancelling_a_waiter_leaves_the_flight_running() -> None:
+    sf = SingleFlight()
+
+    async def main() -> str:
+        gate = asyncio.Event()
+
+        async def compute() -> str:
+            await gate.wait()
+            return "done"
+
+        leader = asyncio.ensure_future(sf.ado("k", compute))
+        await asyncio.sleep(0)
+        doomed = asyncio.ensure_future(sf.ado("k", compute))
+        patient = asyncio.ensure_future(sf.ado("k", compute))
+        await await_until(lambda: sf.shared == 2, "both waiters")
+        doomed.cancel()
+        gate.set()
+        assert await patient == "done"
+        return await leader
+
+    assert asyncio.run(main()) == "done"
+
+
+def test_leader_rechecks_the_cache_before_computing() -> None:
+    sf, cache, calls = SingleFlight(), MemoryCache(), Counter()
+    recheck = lambda: cache.get("full", "1", "d")  # noqa: E731
+
+    def compute() -> Prediction:
+        calls["full"] += 1
+        p = prediction("answer")
+        cache.set("d", p)
+        return p
+
+    first = sf.do_outcome("d", compute, recheck)
+    # a caller that missed the cache before the first flight stored its answer arrives after it finished
+    late = sf.do_outcome("d", compute, recheck)
+    assert (first.role, late.role, late.value.output, calls["full"]) == ("leader", "recheck", "answer", 1)
+    assert sf.rechecked == 1
+
+
+def test_a_waiter_that_times_out_computes_itself() -> None:
+    sf, release = SingleFlight(timeout_s=0.05), threading.Event()
+    with ThreadPoolExecutor(1) as pool:
+        leader = pool.submit(sf.do, "k", lambda: release.wait(10) and "slow")
+        wait_until(lambda: sf.in_flight() == 1, "the leader")
+        mine = sf.do_outcome("k", lambda: "mine")
+        release.set()
+        assert leader.result(10) == "slow"
+    assert (mine.value, mine.role, sf.timeouts) == ("mine", "leader", 1)
+    with pytest.raises(ConfigError, match="timeout_s"):
+        SingleFlight(timeout_s=0)
+
+
+# -- through the router -------------------------------------------------------------------------------------------
+def gated_router(sf: SingleFlight, cache: object) -> tuple[Router, Counter[str]]:
+    calls: Counter[str] = Counter()
+
+    def full(x: str) -> str:
+        calls["full"] += 1
+        wait_until(lambda: sf.shared >= N - 1, "every other request to join the flight")
+        return f"full:{x}"
+
+    tiers = [CallableTier("base", lambda x: f"base:{x}"), CallableTier("full", full, cost=10.0)]
+    return Router(tiers, Fixed("full"), cache=cache, single_flight=sf), calls
+
+
+def test_router_threads_stampede_calls_the_full_tier_once() -> None:
+    sf = SingleFlight()
+    router, calls = gated_router(sf, MemoryCache())
+    results = run_threads(N, lambda i: router("the same question"))
+    assert calls["full"] == 1
+    assert {r.output for r in results} == {"full:the same question"}  # type: ignore[attr-defined]
+
+
+def test_router_asyncio_stampede_calls_the_full_tier_once(redis_url: str, redis_prefix: str) -> None:
+    sf = SingleFlight()
+    cache = RedisCache(redis_url, namespace=redis_prefix)
+    router, calls = gated_router(sf, cache)
+
+    async def main() -> list[object]:
+        # acall runs the sync core in the loop's executor: give it room for the whole stampede
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(N))
+        return await asyncio.gather(*(router.acall("the same question") for _ in range(N)))
+
+    results = asyncio.run(main())
+    assert calls["full"] == 1
+    assert {r.output for r in results} == {"full:the same question"}  # type: ignore[attr-defined]
+    assert router("the same question").cached
+    cache.close()
+
+
+# -- across processes ---------------------------------------------------------------------------------------------
+WORKER = r"""
+import json, os, sys, threading, time
+import redis
+from tierswitch.cache.redis import RedisCache
+from tierswitch.cache.singleflight import RedisSingleFlight
+from tierswitch.types import Prediction
+
+url, ns, n_procs, n_threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+admin = redis.Redis.from_url(url)
+cache = RedisCache(url, namespace=ns)
+sf = RedisSingleFlight(cache, poll_s=0.002)
+pid = str(os.getpid())
+
+def recheck():
+    found = cache.get("full", "1", "digest")
+    if found is None:
+        admin.sadd(f"{ns}:polled", pid)  # this process looked while the lock was held
+    return found
+
+def compute():
+    admin.incr(f"{ns}:calls")
+    deadline = time.monotonic() + 20
+    while admin.scard(f"{ns}:polled") < n_procs:  # every process is stuck behind our lock
+        assert time.monotonic() < deadline, "other processes never polled"
+        time.sleep(0.001)
+    p = Prediction(f"answer from {pid}", "full", "1", 10.0, 0.0, None, 0.9)
+    cache.set("digest", p)
+    return p
+
+admin.incr(f"{ns}:ready")
+admin.blpop([f"{ns}:go"], timeout=30)
+roles, outputs = [], []
+def one():
+    o = sf.do_outcome("digest", compute, recheck)
+    roles.append(o.role)
+    outputs.append(o.value.output)
+threads = [threading.Thread(target=one) for _ in range(n_threads)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"roles": roles, "outputs": outputs, "lock_waits": sf.lock_waits}))
+"""
+
+
+def test_processes_stampede_calls_the_full_tier_once(redis_url: str, redis_prefix: str) -> None:
+    n_procs, n_threads = 4, N // 4
+    admin = redis.Redis.from_url(redis_url)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WORKER, redis_url, redis_prefix, str(n_procs), str(n_threads)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(n_procs)
+    ]
+    try:
+        wait_until(lambda: int(admin.get(f"{redis_prefix}:ready") or 0) == n_procs, "workers to start", 60)
+        admin.rpush(f"{redis_prefix}:go", *["go"] * n_procs)
+        reports = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            reports.append(json.loads(out))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        admin.close()
+    roles = Counter(r for rep in reports for r in rep["roles"])
+    outputs = {o for rep in reports for o in rep["outputs"]}
+    assert int(redis.Redis.from_url(redis_url).get(f"{redis_prefix}:calls")) == 1
+    assert roles["leader"] == 1 and sum(roles.values()) == N
+    assert len(outputs) == 1
+    assert sum(rep["lock_waits"] for rep in reports) == n_procs - 1
+
+
+@pytest.fixture
+def rcache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
+    cache = RedisCache(redis_url, namespace=redis_prefix)
+    yield cache
+    cache.close()
+
+
+def test_a_waiting_process_takes_over_when_the_holder_fails(rcache: RedisCache) -> None:
+    holder, other = RedisSingleFlight(rcache, poll_s=0.001), RedisSingleFlight(rcache, poll_s=0.001)
+    recheck = lambda: rcache.get("full", "1", "d")  # noqa: E731
+
+    def failing() -> Prediction:
+        wait_until(lambda: other.lock_waits == 1, "the other process to wait on the lock")
+        raise RuntimeError("full tier crashed")
+
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(holder.do_outcome, "d", failing, recheck)
+        wait_until(lambda: rcache.client.exists(f"{rcache.namespace}:lock:d") == 1, "the lock")
+        mine = other.do_outcome("d", lambda: prediction("computed after takeover"), recheck)
+        with pytest.raises(RuntimeError, match="crashed"):
+            first.result(10)
+    assert (mine.role, mine.value.output) == ("leader", "computed after takeover")
+    assert rcache.client.exists(f"{rcache.namespace}:lock:d") == 0, "the lock is released after use"
+
+
+def test_a_waiter_computes_itself_after_the_wait_timeout(rcache: RedisCache) -> None:
+    now = [0.0]
+
+    def fake_sleep(s: float) -> None:  # time moves only when the waiter sleeps
+        now[0] += s
+
+    sf = RedisSingleFlight(rcache, wait_timeout_s=1.0, poll_s=0.25, clock=lambda: now[0], sleep=fake_sleep)
+    rcache.client.set(f"{rcache.namespace}:lock:d", b"a crashed holder", px=60_000)
+    out = sf.do_outcome("d", lambda: "computed", lambda: None)
+    assert (out.value, out.role, sf.lock_timeouts, now[0]) == ("computed", "leader", 1, 1.0)
+
+
+def test_without_redis_the_flight_simply_computes(redis_prefix: str) -> None:
+    from tests.redis_server import free_port
+
+    cache = RedisCache(f"redis://127.0.0.1:{free_port()}/0", namespace=redis_prefix)
+    sf = RedisSingleFlight(cache)
+    assert sf.do_outcome("k", lambda: "computed", lambda: cache.get("full", "1", "k")).value == "computed"
+    assert sf.do("k", lambda: "again") == "again"
+
+
+def test_async_flights_of_two_processes_compute_once(rcache: RedisCache) -> None:
+    a, b = RedisSingleFlight(rcache, poll_s=0.001), RedisSingleFlight(rcache, poll_s=0.001)
+    calls = Counter()
+
+    async def main() -> list[str]:
+        async def compute() -> Prediction:
+            calls["full"] += 1
+            await await_until(lambda: a.lock_waits + b.lock_waits == 1, "the other flight to wait on the lock")
+            p = prediction("shared")
+            rcache.set("d", p)
+            return p
+
+        recheck = lambda: rcache.get("full", "1", "d")  # noqa: E731
+        tasks = [sf.ado("d", compute, recheck) for sf in (a, b) for _ in range(16)]
+        return [p.output for p in await asyncio.gather(*tasks)]
+
+    assert asyncio.run(main()) == ["shared"] * 32
+    assert calls["full"] == 1
