@@ -1,0 +1,94 @@
+"""``DistillConfig``: every knob of the trainer as plain, validated data (``from_dict`` names the field at fault)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tierswitch.distill.gate import GateConfig
+from tierswitch.errors import ConfigError
+
+__all__ = ["DistillConfig"]
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Trainer settings.
+
+    batch_size: fresh samples per step; replay_share: share of each mini-batch drawn from the replay reservoir;
+    idle_replay: replay-only steps allowed per fresh step while no fresh samples wait (0 disables);
+    lr / weight_decay: AdamW; temperature / alpha / mse_weight: the loss (see ``distill.loss``); use_truth: train
+    the hard term on ground truth when a sample has it; grad_clip: max gradient norm (0 disables);
+    eval_every: gate every K optimizer steps; holdout_share / holdout_size: share of fresh samples set aside (never
+    trained on) and the bound on that recent holdout; margin / z / min_holdout: the gate (see ``distill.gate``);
+    int8 / prune / tolerance: compression of the served student; num_threads: torch threads of the trainer thread;
+    take_timeout_s: how long an idle background step waits for samples; linger_s: how much longer it waits for a
+    partial mini-batch to fill; seed: every random choice.
+    """
+
+    batch_size: int = 32
+    replay_share: float = 0.25
+    idle_replay: int = 2
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    temperature: float = 2.0
+    alpha: float = 0.5
+    mse_weight: float = 0.0
+    use_truth: bool = True
+    grad_clip: float = 5.0
+    eval_every: int = 50
+    holdout_share: float = 0.1
+    holdout_size: int = 1000
+    margin: float = 0.01
+    z: float = 2.5
+    min_holdout: int = 200
+    int8: bool = False
+    prune: float = 0.0
+    tolerance: float = 0.01
+    num_threads: int = 1
+    take_timeout_s: float = 0.2
+    linger_s: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive_ints = ("batch_size", "eval_every", "holdout_size", "num_threads")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"distill.{name}", f"must be a positive integer, got {value!r}")
+        if not isinstance(self.idle_replay, int) or self.idle_replay < 0:
+            raise ConfigError("distill.idle_replay", f"must be an integer >= 0, got {self.idle_replay!r}")
+        unit = {"replay_share": (0.0, 0.9), "holdout_share": (0.0, 0.9), "alpha": (0.0, 1.0), "prune": (0.0, 0.95),
+                "tolerance": (0.0, 1.0)}
+        for name, (lo, hi) in unit.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not lo <= value <= hi:
+                raise ConfigError(f"distill.{name}", f"must be a number in [{lo}, {hi}], got {value!r}")
+        for name in ("lr", "temperature", "take_timeout_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"distill.{name}", f"must be a finite number > 0, got {value!r}")
+        for name in ("weight_decay", "mse_weight", "grad_clip", "linger_s"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ConfigError(f"distill.{name}", f"must be a finite number >= 0, got {value!r}")
+        _ = self.gate  # validates margin, z, min_holdout
+
+    @property
+    def gate(self) -> GateConfig:
+        return GateConfig(margin=self.margin, z=self.z, min_samples=self.min_holdout)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillConfig:
+        """Build from plain data (a config file's ``distill`` section); unknown keys are an error."""
+        if not isinstance(d, dict):
+            raise ConfigError("distill", f"must be a mapping, got {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"distill.{unknown[0]}", f"unknown setting; known: {sorted(known)}")
+        return cls(**d)

@@ -1,0 +1,212 @@
+"""Feeding the student from live traffic, off the request path.
+
+``DistillFeeder`` is a router hook (``router.add_hook(feeder)``, or ``feeder.attach(router)``). For every request
+it puts at most one item on a bounded hand-off queue and returns at once: when the queue is full the oldest item is
+dropped and counted, so a request is never blocked nor failed. A background thread turns the items into samples:
+- a request the full tier answered (or escalated to) gives a sample from that answer;
+- shadow sampling: with probability ``shadow_rate`` (seeded), a request a cheaper tier answered is also sent to the
+  full tier; the pair gives a sample and a live agreement measurement (``router.observe_agreement``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from tierswitch.distill.buffer import Buffer
+from tierswitch.distill.sample import Sample
+from tierswitch.errors import ConfigError, DistillError
+from tierswitch.types import DecisionRecord, Prediction
+
+__all__ = ["DistillFeeder"]
+
+log = logging.getLogger("tierswitch.distill")
+
+_Item = tuple[str, Any, Prediction | None, Prediction | None, Any]  # kind, payload, full, cheap, truth
+
+
+class DistillFeeder:
+    """Hand full-tier answers (and shadow samples) to ``buffer``.
+
+    ``student_input(payload)`` computes the student's features in the feeder thread (None: samples carry the raw
+    payload, which must then be msgpack-serialisable). ``classes`` maps outputs to class indices when a prediction
+    has no probabilities, and ground truth found in the request's meta under ``truth_key`` to an index.
+    """
+
+    def __init__(
+        self,
+        buffer: Buffer,
+        student_input: Callable[[Any], np.ndarray] | None = None,
+        *,
+        router: Any = None,
+        full_tier: str | None = None,
+        shadow_rate: float = 0.0,
+        seed: int = 0,
+        queue_size: int = 1024,
+        classes: Sequence[Any] | None = None,
+        truth_key: str = "truth",
+        max_batch: int = 64,
+    ) -> None:
+        if not 0.0 <= shadow_rate <= 1.0:
+            raise ConfigError("distill.shadow_rate", f"must be in [0, 1], got {shadow_rate!r}")
+        if not isinstance(queue_size, int) or queue_size < 1:
+            raise ConfigError("distill.queue_size", f"must be a positive integer, got {queue_size!r}")
+        self.buffer = buffer
+        self.student_input = student_input
+        self.router = router
+        self.full_tier = full_tier
+        self.shadow_rate = shadow_rate
+        self.queue_size = queue_size
+        self.classes = list(classes) if classes is not None else None
+        self._index = {c: i for i, c in enumerate(self.classes)} if self.classes is not None else None
+        self.truth_key = truth_key
+        self.max_batch = max_batch
+        self.counters = {"queued": 0, "dropped": 0, "samples": 0, "shadow": 0, "agreed": 0, "errors": 0}
+        self._rng = random.Random(seed)
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._busy = 0
+        self._stop = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def attach(self, router: Any) -> DistillFeeder:
+        """Bind to ``router`` (for shadow calls and agreement) and register as its hook."""
+        self.router = router
+        router.add_hook(self)
+        return self
+
+    # -- the hook: cheap, never raises ----------------------------------------------------------------------
+    def __call__(self, record: DecisionRecord) -> None:
+        try:
+            self._offer(record)
+        except Exception:  # a hook must never fail a request; count and move on
+            self.counters["errors"] += 1
+
+    def _offer(self, record: DecisionRecord) -> None:
+        if record.cached:  # its answer was learned from when it was first computed
+            return
+        if self._closed:
+            self.counters["dropped"] += 1
+            return
+        full = self.full_tier or (self.router.full if self.router is not None else None)
+        truth = record.meta.get(self.truth_key) if record.meta else None
+        teacher = record.predictions.get(full) if full else None
+        if teacher is not None:
+            item: _Item = ("full", record.request.payload, teacher, None, truth)
+        else:
+            cheap = record.predictions.get(record.tier)
+            if cheap is None or self.router is None or self.shadow_rate <= 0:
+                return
+            with self._cond:
+                draw = self._rng.random()
+            if draw >= self.shadow_rate:
+                return
+            item = ("shadow", record.request.payload, None, cheap, truth)
+        with self._cond:
+            if len(self._queue) >= self.queue_size:
+                self._queue.popleft()
+                self.counters["dropped"] += 1
+            self._queue.append(item)
+            self.counters["queued"] += 1
+            self._cond.notify()
+        if self._thread is None:
+            self.start()
+
+    # -- the background side --------------------------------------------------------------------------------
+    def start(self) -> DistillFeeder:
+        with self._cond:
+            if self._thread is None:
+                self._stop = False
+                self._thread = threading.Thread(target=self._run, name="tierswitch-feeder", daemon=True)
+                self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Process what is queued, then stop for good (later requests are counted as dropped)."""
+        with self._cond:
+            self._stop = True
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every queued item has been turned into samples; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout=timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue or self._stop)
+                if self._stop and not self._queue:
+                    return
+                items = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+                self._busy += 1
+            try:
+                self._process(items)
+            except Exception as exc:  # a broken teacher or buffer loses these items, never the thread
+                self.counters["errors"] += 1
+                log.warning("distillation feeder dropped %d item(s): %s", len(items), exc)
+            finally:
+                with self._cond:
+                    self._busy -= 1
+                    self._cond.notify_all()
+
+    def _process(self, items: list[_Item]) -> None:
+        shadow = [it for it in items if it[0] == "shadow"]
+        answers: dict[int, Prediction] = {}
+        if shadow:  # one batched call of the full tier for every shadowed request in this chunk
+            full_name = self.full_tier or self.router.full
+            predictions = self.router.tiers[full_name].predict([it[1] for it in shadow])
+            observe = getattr(self.router, "observe_agreement", None)
+            for it, teacher in zip(shadow, predictions):
+                cheap = it[3]
+                assert cheap is not None
+                answers[id(it)] = teacher
+                agreed = _same(cheap.output, teacher.output)
+                self.counters["shadow"] += 1
+                self.counters["agreed"] += int(agreed)
+                if observe is not None:
+                    observe(cheap.tier, agreed)
+        samples = []
+        for it in items:
+            teacher = it[2] if it[2] is not None else answers[id(it)]
+            samples.append(self._sample(it[0], it[1], teacher, it[4]))
+        self.counters["samples"] += self.buffer.put_many(samples)
+
+    def _sample(self, source: str, payload: Any, teacher: Prediction, truth: Any) -> Sample:
+        if teacher.probs is not None:
+            probs = np.asarray(teacher.probs, dtype=np.float32)
+            label = int(probs.argmax())
+        elif self._index is not None and teacher.output in self._index:
+            label = self._index[teacher.output]
+            probs = np.full(len(self._index), 1e-6, dtype=np.float32)
+            probs[label] = 1.0
+        else:
+            raise DistillError(
+                f"tier {teacher.tier!r} gave no probabilities and output {teacher.output!r} is not in `classes`; "
+                "give DistillFeeder(classes=[...]) the full tier's labels"
+            )
+        truth_idx = None
+        if truth is not None:
+            truth_idx = self._index.get(truth) if self._index is not None else int(truth)
+        x = None if self.student_input is None else np.asarray(self.student_input(payload), dtype=np.float32)
+        return Sample(
+            teacher=probs, label=label, x=x, raw=payload if x is None else None, truth=truth_idx,
+            meta={"src": source, "v": teacher.tier_version},
+        )
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)

@@ -1,0 +1,302 @@
+"""The ``Distiller``: train a student on teacher-labelled samples while it serves, gate and promote it.
+
+``step()`` is synchronous (tests drive it directly); ``start()``/``stop()`` run it in a background thread with its
+own torch thread budget, so serving keeps its cores. The trainer owns a training copy of the student; the tier keeps
+serving its own module until a promotion swaps a snapshot in atomically and bumps the tier's version.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tierswitch.distill.buffer import Buffer
+from tierswitch.distill.compress import compress
+from tierswitch.distill.config import DistillConfig
+from tierswitch.distill.gate import GateResult, PromotionEvent, judge
+from tierswitch.distill.loss import distill_loss
+from tierswitch.distill.sample import Sample, is_finite, teacher_logits
+from tierswitch.distill.student import StudentInput, StudentSpec, StudentTier, build_student
+from tierswitch.distill.weights import WeightStore
+from tierswitch.errors import DistillError
+
+__all__ = ["Distiller"]
+
+log = logging.getLogger("tierswitch.distill")
+
+
+def _is_float_mlp(module: nn.Module) -> bool:
+    return all(isinstance(m, (nn.Sequential, nn.Linear, nn.ReLU)) for m in module.modules())
+
+
+class Distiller:
+    """Distil the teacher's answers in ``buffer`` into ``tier``'s student.
+
+    ``store`` (optional) publishes each promoted version to a fleet; ``on_promote(event)`` is called after each
+    promotion. ``student_input`` (default: the tier's) turns samples that carry a raw payload into features.
+    ``spec`` is the architecture to train (default: the tier's); when the tier serves a different one (pruned) or a
+    quantized module, training starts from a fresh ``spec`` student rather than from the served weights.
+    Public record: ``events`` (promotions), ``gates`` (every gate evaluation) and ``counters``.
+    """
+
+    def __init__(
+        self,
+        tier: StudentTier,
+        buffer: Buffer,
+        config: DistillConfig | None = None,
+        *,
+        student_input: StudentInput | None = None,
+        spec: StudentSpec | None = None,
+        store: WeightStore | None = None,
+        on_promote: Callable[[PromotionEvent], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tier = tier
+        self.buffer = buffer
+        self.config = config or DistillConfig()
+        self.student_input = student_input or tier.student_input
+        self.store = store
+        self.on_promote = on_promote
+        self.clock = clock
+        self.spec = spec or tier.spec
+        self.events: list[PromotionEvent] = []
+        self.gates: list[GateResult] = []
+        self.counters = {"steps": 0, "replay_steps": 0, "trained": 0, "replayed": 0, "holdout": 0,
+                         "skipped_nonfinite": 0, "nonfinite_samples": 0, "errors": 0}
+        self._holdout: deque[tuple[np.ndarray, int]] = deque(maxlen=self.config.holdout_size)
+        self._rng = random.Random(self.config.seed)
+        self._model: nn.Module | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._replay_credit = 0
+        self._idle = threading.Condition()
+        self._empty_takes = 0
+
+    # -- the training copy (built lazily: constructors do not act) ------------------------------------------
+    def _ensure_model(self) -> nn.Module:
+        if self._model is None:
+            serving = self.tier.module
+            if _is_float_mlp(serving) and self.tier.spec.hidden == self.spec.hidden:
+                self._model = copy.deepcopy(serving)
+            else:  # a quantized or pruned student cannot be trained further: restart from the full architecture
+                self._model = build_student(self.spec, self.config.seed)
+            self._model.train()
+            cfg = self.config
+            self._optimizer = torch.optim.AdamW(self._model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return self._model
+
+    @property
+    def model(self) -> nn.Module:
+        """The candidate being trained (do not serve it directly: promotion snapshots it)."""
+        return self._ensure_model()
+
+    def _features(self, sample: Sample) -> np.ndarray:
+        if sample.x is not None:
+            return np.asarray(sample.x, dtype=np.float32).reshape(-1)
+        return np.asarray(self.student_input(sample.raw), dtype=np.float32).reshape(-1)
+
+    # -- one step -------------------------------------------------------------------------------------------
+    def step(self, timeout_s: float = 0.0, linger_s: float = 0.0) -> int:
+        """Take up to ``batch_size`` fresh samples (waiting at most ``timeout_s`` for the first and ``linger_s``
+        more for the batch to fill), drop (and count) any holding NaN/inf, set a share aside for the holdout,
+        train one mini-batch (plus replay), acknowledge the samples, and run the gate every ``eval_every`` steps.
+        Returns the number of fresh samples consumed (0 when none waited)."""
+        with self._lock:
+            taken = self.buffer.take(self.config.batch_size, timeout_s, linger_s)
+            if not taken.samples:
+                return 0
+            steps_before = self.counters["steps"] + self.counters["replay_steps"]
+            train: list[Sample] = []
+            for sample in taken.samples:
+                if not is_finite(sample):
+                    self.counters["nonfinite_samples"] += 1  # never trained on, never replayed
+                elif self._rng.random() < self.config.holdout_share:
+                    self._holdout.append((self._features(sample), int(sample.label)))
+                    self.counters["holdout"] += 1
+                else:
+                    train.append(sample)
+            if train:
+                cfg = self.config
+                n_replay = math.ceil(cfg.replay_share * len(train) / (1.0 - cfg.replay_share))
+                replay = self.buffer.replay(n_replay) if n_replay else []
+                if self._train(train + replay, replay_only=False):
+                    self.buffer.reservoir.add(train)  # a batch that blew up is not replayed either
+                self.counters["trained"] += len(train)  # fresh samples consumed by training (replay not counted)
+                self.counters["replayed"] += len(replay)
+                self._replay_credit = min(self._replay_credit + cfg.idle_replay, 10 * cfg.idle_replay)
+            self.buffer.ack(taken)  # only now: a crash before this line leaves them pending for redelivery
+            self._maybe_gate(steps_before)  # after the ack, so a promotion never includes unacknowledged samples
+            return len(taken.samples)
+
+    def replay_step(self) -> bool:
+        """One optimizer step on reservoir samples only (used while no fresh samples wait). False if none."""
+        with self._lock:
+            batch = self.buffer.replay(self.config.batch_size)
+            if len(batch) < self.config.batch_size:
+                return False
+            steps_before = self.counters["steps"] + self.counters["replay_steps"]
+            self._train(batch, replay_only=True)
+            self._maybe_gate(steps_before)
+            return True
+
+    def _train(self, samples: Sequence[Sample], *, replay_only: bool) -> bool:
+        """One optimizer step; False (weights untouched, counted) when the loss or the gradient is not finite."""
+        model = self._ensure_model()
+        cfg = self.config
+        x = torch.from_numpy(np.stack([self._features(s) for s in samples]))
+        teacher = torch.from_numpy(teacher_logits(samples))
+        labels = torch.tensor(
+            [s.truth if (cfg.use_truth and s.truth is not None) else s.label for s in samples], dtype=torch.int64
+        )
+        loss = distill_loss(
+            model(x), teacher, labels, temperature=cfg.temperature, alpha=cfg.alpha, mse_weight=cfg.mse_weight
+        )
+        assert self._optimizer is not None
+        self._optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            self.counters["skipped_nonfinite"] += 1
+            return False
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(norm):  # finite loss, non-finite gradient: skip too, weights stay as they were
+            self._optimizer.zero_grad(set_to_none=True)
+            self.counters["skipped_nonfinite"] += 1
+            return False
+        self._optimizer.step()
+        self.counters["replay_steps" if replay_only else "steps"] += 1
+        return True
+
+    def _maybe_gate(self, steps_before: int) -> None:
+        total = self.counters["steps"] + self.counters["replay_steps"]
+        if total != steps_before and total % self.config.eval_every == 0:
+            self.gate()
+
+    # -- gate and promotion ---------------------------------------------------------------------------------
+    def holdout(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current holdout: features (n, input_dim) and teacher hard labels (n,)."""
+        if not self._holdout:
+            return np.zeros((0, self.spec.input_dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
+        xs, ys = zip(*self._holdout)
+        return np.stack(xs), np.asarray(ys, dtype=np.int64)
+
+    def gate(self) -> GateResult:
+        """Score candidate and serving student on the holdout; promote when the gate says so."""
+        model = self._ensure_model()
+        x, y = self.holdout()
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        serving_module, _ = self.tier.snapshot()
+        with torch.inference_mode():
+            model.eval()
+            cand = (model(xt).argmax(1) == yt).numpy() if len(y) else np.zeros(0, bool)
+            model.train()
+            serv = (serving_module(xt).argmax(1) == yt).numpy() if len(y) else np.zeros(0, bool)
+        step = self.counters["steps"] + self.counters["replay_steps"]
+        result = judge(step, cand, serv, y, self.config.gate)
+        self.gates.append(result)
+        if result.promote:
+            self._promote(result, x, y)
+        return result
+
+    def _promote(self, result: GateResult, x: np.ndarray, y: np.ndarray) -> None:
+        cfg = self.config
+        snapshot = copy.deepcopy(self.model).eval()
+        if not all(torch.isfinite(p).all() for p in snapshot.parameters()):
+            self.counters["skipped_nonfinite"] += 1  # never publish such weights
+            return
+        served, float_module, spec, int8, variant = snapshot, snapshot, self.spec, False, "float"
+        if cfg.int8 or cfg.prune > 0:
+            c = compress(snapshot, self.spec, x, y,  # type: ignore[arg-type]  # a Sequential from build_student
+                         int8=cfg.int8, prune=cfg.prune, tolerance=cfg.tolerance)
+            chosen = next(v for v in c.variants if v.name == c.chosen)
+            if chosen.agreement - result.agreement_serving >= cfg.margin:  # else serve the float candidate
+                served, float_module, spec, int8, variant = c.module, c.float_module, c.spec, c.int8, c.chosen
+        if self.store is not None:
+            version = self.store.publish(
+                float_module.state_dict(), spec, int8=int8, step=result.step, agreement=result.agreement_candidate,
+                agreement_before=result.agreement_serving, variant=variant,
+            )
+        else:
+            version = f"d{len(self.events) + 1}"
+        self.tier.swap_student(served, spec, version)
+        event = PromotionEvent(result.step, self.counters["trained"], result.n, result.agreement_serving,
+                               result.agreement_candidate, version, variant, self.clock())
+        self.events.append(event)
+        log.info("promoted student %s at step %d: agreement %.3f -> %.3f (%s)", version, event.step,
+                 event.agreement_before, event.agreement_after, variant)
+        if self.on_promote is not None:
+            self.on_promote(event)
+
+    # -- background thread ----------------------------------------------------------------------------------
+    def start(self) -> Distiller:
+        """Train in a background thread until ``stop()``."""
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="tierswitch-distiller", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the background thread after its current step."""
+        self._stop.set()
+        self.buffer.wake()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                raise DistillError(f"the distiller thread did not stop within {timeout_s}s")
+            self._thread = None
+
+    def run_until(self, should_stop: Callable[[], bool]) -> None:
+        """The loop the background thread (and the distill worker process) runs: fresh samples first; while none
+        wait, spend the replay credit (``idle_replay`` steps per fresh step); then block on the buffer."""
+        torch.set_num_threads(self.config.num_threads)  # this thread only: serving threads keep theirs
+        cfg = self.config
+        while not should_stop():
+            try:
+                credit = self._replay_credit > 0
+                if self.step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s):
+                    continue
+                if credit:
+                    self._replay_credit -= 1
+                    if not self.replay_step():
+                        self._replay_credit = 0
+                    continue
+                with self._idle:  # nothing fresh and no replay credit: the trainer is idle
+                    self._empty_takes += 1
+                    self._idle.notify_all()
+            except Exception as exc:  # a Redis hiccup or a bad sample must not kill the trainer
+                self.counters["errors"] += 1
+                log.exception("distiller step failed: %s", exc)
+                self._stop.wait(1.0)
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block until the background trainer is idle (no fresh sample, no replay credit) on a take that began
+        after this call, so everything put before the call has been trained on; False on timeout."""
+        with self._idle:
+            start = self._empty_takes
+            # two empty takes: the second one began after the first ended, hence after this call
+            return self._idle.wait_for(lambda: self._empty_takes >= start + 2, timeout=timeout_s)
+
+    def _run(self) -> None:
+        self.run_until(self._stop.is_set)
+
+    def summary(self) -> dict[str, Any]:
+        """Plain counters and the latest gate, for reports."""
+        last = self.gates[-1] if self.gates else None
+        return {**self.counters, "promotions": len(self.events), "version": self.tier.version,
+                "holdout_size": len(self._holdout),
+                "last_gate": None if last is None else {"step": last.step, "n": last.n,
+                                                         "serving": last.agreement_serving,
+                                                         "candidate": last.agreement_candidate}}

@@ -1,0 +1,187 @@
+"""The Distiller driven synchronously on real data (scikit-learn's digits): it learns, the gate promotes only real
+gains, a poisoned teacher never gets a student promoted, NaN batches are skipped, the holdout is never trained on;
+plus the gate's statistics and compression of the student."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+
+from tierswitch.distill import DistillConfig, Distiller, GateConfig, MemoryBuffer, Sample
+from tierswitch.distill.compress import compress, module_bytes, prune_hidden
+from tierswitch.distill.gate import judge
+from tierswitch.distill.student import StudentSpec, build_student, student_tier
+from tierswitch.errors import ConfigError
+
+torch.set_num_threads(1)
+SPEC = StudentSpec(64, (64,), 10, tuple(range(10)))
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    X_fit, X_rest, y_fit, y_rest = train_test_split(X, y, test_size=0.7, random_state=0, stratify=y)
+    X_stream, X_test, _, y_test = train_test_split(X_rest, y_rest, test_size=0.3, random_state=0, stratify=y_rest)
+    teacher = LogisticRegression(max_iter=2000, C=10).fit(X_fit, y_fit)
+    return teacher, X_stream, teacher.predict_proba(X_stream).astype(np.float32), X_test, teacher.predict(X_test)
+
+
+def _identity(x):
+    return np.asarray(x, dtype=np.float32)
+
+
+def _agreement(tier, X, labels) -> float:
+    return float(np.mean([p.output for p in tier.predict(list(X))] == labels))
+
+
+def _drain(d: Distiller, replay: int = 3) -> None:
+    """What the background loop does, synchronously: fresh steps, each followed by replay steps."""
+    while d.step():
+        for _ in range(replay):
+            d.replay_step()
+
+
+def _config(**kw):
+    base = {"eval_every": 10, "min_holdout": 60, "holdout_share": 0.15, "seed": 0}
+    return DistillConfig(**{**base, **kw})
+
+
+def test_student_learns_from_the_teacher_and_gets_promoted(digits):
+    _, X_stream, probs, X_test, teacher_test = digits
+    tier = student_tier(SPEC, _identity, seed=0)
+    buf = MemoryBuffer()
+    promoted = []
+    d = Distiller(tier, buf, _config(), on_promote=promoted.append)
+    before = _agreement(tier, X_test, teacher_test)
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream, probs))
+    _drain(d)
+    after = _agreement(tier, X_test, teacher_test)
+    assert after >= before + 0.5, (before, after)
+    assert d.events and promoted == d.events
+    first = d.events[0]
+    assert first.agreement_after > first.agreement_before and first.version == "d1"
+    assert tier.version == d.events[-1].version and tier.swaps == len(d.events)
+    assert all(g.n <= d.counters["holdout"] for g in d.gates)
+    assert d.counters["trained"] + d.counters["holdout"] == len(X_stream)
+
+
+def test_the_holdout_is_never_trained_on(digits):
+    _, X_stream, probs, _, _ = digits
+    tier = student_tier(SPEC, _identity, seed=0)
+    buf = MemoryBuffer(reservoir=10_000)
+    d = Distiller(tier, buf, _config(holdout_share=0.3))
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream, probs))
+    _drain(d, replay=1)
+    held = {x.tobytes() for x in d.holdout()[0]}
+    replayable = {s.x.tobytes() for s in buf.reservoir.sample(10_000)}
+    assert len(held) == d.counters["holdout"] > 100
+    assert held.isdisjoint(replayable) and len(replayable) == d.counters["trained"]
+
+
+def test_a_poisoned_teacher_never_gets_a_student_promoted(digits):
+    _, X_stream, _, _, _ = digits
+    rng = np.random.default_rng(0)
+    tier = student_tier(SPEC, _identity, seed=0)
+    buf = MemoryBuffer(capacity=20_000)
+    d = Distiller(tier, buf, _config(eval_every=5))
+    for _ in range(3):  # the same inputs, each time with fresh random labels
+        labels = rng.integers(0, 10, len(X_stream))
+        soft = rng.dirichlet(np.full(10, 0.3), len(X_stream)).astype(np.float32)
+        soft[np.arange(len(labels)), labels] += 1.0
+        soft /= soft.sum(axis=1, keepdims=True)
+        buf.put_many(Sample(teacher=p, label=int(y), x=x) for x, p, y in zip(X_stream, soft, labels))
+    _drain(d)
+    judged = [g for g in d.gates if g.n >= 60]
+    assert len(judged) > 40  # the gate really ran, on enough samples, many times
+    assert d.events == [] and tier.version == "0" and tier.swaps == 0
+
+
+def test_non_finite_samples_and_losses_are_skipped_and_never_published(digits):
+    _, X_stream, probs, _, _ = digits
+    tier = student_tier(SPEC, _identity, seed=0)
+    buf = MemoryBuffer()
+    d = Distiller(tier, buf, _config(holdout_share=0.0, eval_every=1, min_holdout=1))
+    before = [p.detach().clone() for p in d.model.parameters()]
+    # NaN in the teacher's answer: such samples are dropped one by one (the rest of the batch trains)
+    buf.put_many(Sample(teacher=np.full(10, np.nan, dtype=np.float32), label=0, x=x) for x in X_stream[:40])
+    # finite but huge inputs: the logits overflow, so the loss is not finite and the whole step is skipped
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=np.full(64, 3e38, dtype=np.float32)) for p in probs[:24])
+    assert d.step() == 32 and d.step() == 32 and d.step() == 0  # consumed (and acknowledged) all the same
+    assert d.counters["nonfinite_samples"] == 40 and d.counters["skipped_nonfinite"] == 1
+    assert d.counters["steps"] == 0 and all(torch.equal(a, b) for a, b in zip(before, d.model.parameters()))
+    assert len(buf.reservoir) == 0  # nothing that blew up is kept for replay
+    assert d.events == [] and tier.version == "0"
+
+
+def test_gate_statistics():
+    cfg = GateConfig(margin=0.01, z=2.5, min_samples=100)
+    labels = np.arange(400) % 10
+    serving = np.zeros(400, bool)
+    serving[:200] = True
+    clear_gain = serving.copy()
+    clear_gain[200:260] = True  # b = 60, c = 0
+    assert judge(1, clear_gain, serving, labels, cfg).promote
+    noisy = serving.copy()
+    noisy[200:215] = True  # b = 15 ...
+    noisy[:8] = False  # ... c = 8: a gain of 7 items, under 2.5 * sqrt(23)
+    result = judge(2, noisy, serving, labels, cfg)
+    assert not result.promote and "not significant" in result.reason
+    small = judge(3, clear_gain[:50], serving[:50], labels[:50], cfg)
+    assert not small.promote and "holdout has 50" in small.reason
+    # a candidate no better than always answering the most frequent label is never promoted
+    skewed = np.where(np.arange(400) < 300, 0, np.arange(400) % 10)
+    weak = skewed == 0  # right exactly where "always 0" is right
+    assert not judge(4, weak, np.zeros(400, bool), skewed, cfg).promote
+    with pytest.raises(ConfigError):
+        GateConfig(min_samples=0)
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ConfigError) as info:
+        DistillConfig.from_dict({"batch_size": 32, "learning_rate": 0.1})
+    assert info.value.field == "distill.learning_rate"
+    with pytest.raises(ConfigError) as info:
+        DistillConfig(replay_share=0.95)
+    assert info.value.field == "distill.replay_share"
+    assert DistillConfig.from_dict(DistillConfig(lr=0.01).to_dict()) == DistillConfig(lr=0.01)
+
+
+def test_compression_keeps_agreement_and_reports_each_variant(digits):
+    _, X_stream, probs, X_test, teacher_test = digits
+    tier = student_tier(StudentSpec(64, (128,), 10, tuple(range(10))), _identity, seed=0)
+    buf = MemoryBuffer()
+    d = Distiller(tier, buf, _config())
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream, probs))
+    _drain(d)
+    model, spec = d.model.eval(), d.spec
+    result = compress(model, spec, X_test, teacher_test, int8=True, prune=0.5, tolerance=0.02, latency_repeats=5)
+    by_name = {v.name: v for v in result.variants}
+    assert set(by_name) == {"float", "pruned50%", "float+int8", "pruned50%+int8"}
+    assert by_name["float+int8"].size_bytes < by_name["float"].size_bytes / 3
+    assert by_name["pruned50%"].size_bytes < by_name["float"].size_bytes * 0.55
+    chosen = by_name[result.chosen]
+    assert chosen.accepted and chosen.agreement >= by_name["float"].agreement - 0.02
+    assert chosen.size_bytes == min(v.size_bytes for v in result.variants if v.accepted)
+    # a variant outside the tolerance is never chosen
+    strict = compress(model, spec, X_test, teacher_test, prune=0.95, tolerance=0.0, latency_repeats=1)
+    pruned = next(v for v in strict.variants if v.name.startswith("pruned"))
+    assert (strict.chosen == "float") == (not pruned.accepted)
+
+
+def test_structured_pruning_drops_the_weakest_units_exactly():
+    spec = StudentSpec(3, (4,), 2)
+    model = build_student(spec)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, 0, 0], [0, 0.1, 0], [0, 0, 2.0], [0, 0.01, 0]]))
+        model[0].bias.zero_()
+        model[2].weight.fill_(1.0)
+    pruned, pspec = prune_hidden(model, spec, 0.5)
+    assert pspec.hidden == (2,) and module_bytes(pruned) < module_bytes(model)
+    assert torch.equal(pruned[0].weight, torch.tensor([[1.0, 0, 0], [0, 0, 2.0]]))  # units 0 and 2 kept, in order
+    x = torch.tensor([[1.0, 0.0, 1.0]])
+    assert torch.allclose(pruned(x), model(x))  # the dropped units were silent on this input
