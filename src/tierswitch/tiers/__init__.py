@@ -5,6 +5,17 @@
 
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier, make_prediction
 from tierswitch.tiers.callable import CallableTier
+from tierswitch.tiers.replay import Recorded, ReplayTier
 from tierswitch.tiers.sklearn import SklearnTier
 
-__all__ = ["CallableTier", "Capabilities", "CostModel", "RawOutput", "SklearnTier", "Tier", "make_prediction"]
+__all__ = [
+    "CallableTier",
+    "Capabilities",
+    "CostModel",
+    "RawOutput",
+    "Recorded",
+    "ReplayTier",
+    "SklearnTier",
+    "Tier",
+    "make_prediction",
+]

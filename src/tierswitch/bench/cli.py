@@ -1,0 +1,166 @@
+"""``tierswitch bench replay SPEC``, ``tierswitch bench live CONFIG`` and ``tierswitch tune SPEC``.
+
+Entry points take ``argv`` (without the command name) and return an exit code: 0 on success, 1 when a tuned
+target was not met on the held-out rows, 2 for usage errors. ``ConfigError``s propagate to ``tierswitch.cli``,
+which prints them with the field at fault.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["bench_main", "tune_main"]
+
+
+def _replay_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="replay spec (YAML, or TOML on Python >= 3.11)")
+    parser.add_argument("--base-dir", default=None,
+                        help="directory the spec's relative paths start from (default: the working directory)")
+    parser.add_argument("--test-size", type=float, default=0.5, help="held-out share of the rows (default 0.5)")
+    parser.add_argument("--target", default="accuracy=0.95",
+                        help="accuracy=FRACTION (of full-tier accuracy), cost=MEAN_COST or full_share=P")
+    parser.add_argument("--alphas", type=float, nargs="+", default=None, help="ridge penalties tried by CV")
+    parser.add_argument("--ngram-weights", type=float, nargs="+", default=None,
+                        help="weights of the n-gram block tried by CV (0 = dense features only)")
+
+
+def _params(args: argparse.Namespace) -> dict[str, object]:
+    params: dict[str, object] = {}
+    if args.alphas:
+        params["alphas"] = args.alphas
+    if args.ngram_weights:
+        params["ngram_weights"] = args.ngram_weights
+    return params
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from tierswitch.bench.spec import load_spec
+    from tierswitch.bench.table import load_replay
+
+    spec = load_spec(args.spec, args.base_dir)
+    return load_replay(spec), spec.numeric
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from tierswitch.bench.evaluate import parse_target
+    from tierswitch.bench.report import format_table, write_curve_csv, write_json
+    from tierswitch.bench.run import run_replay
+
+    target = parse_target(args.target)
+    data, numeric = _load(args)
+    params = {**_params(args), **({"numeric": list(numeric)} if numeric else {})}
+    report = run_replay(data, seeds=args.seeds, test_size=args.test_size, folds=args.folds, params=params,
+                        target=target, progress=not args.quiet)
+    print(format_table(report))
+    out = Path(args.out)
+    written = [write_json(report, out / "report.json"), write_curve_csv(report, out / "curve.csv")]
+    if not args.no_plot:
+        from tierswitch.bench.plot import plot_report
+
+        written.append(plot_report(report, out / "pareto.png"))
+    if data.skipped:
+        print(f"\n{len(data.skipped)} row(s) skipped for missing values (listed in report.json), e.g. "
+              f"row {data.skipped[0].id}: {data.skipped[0].reason}")
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _live(args: argparse.Namespace) -> int:
+    from tierswitch.bench.live import run_live
+    from tierswitch.bench.live_config import load_live_config
+
+    setup = load_live_config(args.config, limit=args.limit)
+    report = run_live(setup.tiers, setup.inputs, setup.labels, router=setup.router, batch_size=setup.batch_size,
+                      progress=not args.quiet)
+    report["dataset"] = setup.source
+    width = max(len(n) for n in [*report["tiers"], "router"]) + 2
+    print(f"live benchmark on {report['rows']} labelled rows of {setup.source}\n")
+    print(f"{'':<{width}}{'accuracy':>9}{'mean cost':>12}{'p50 ms':>9}{'p99 ms':>9}{'items/s':>10}"
+          f"{'peak py MB':>11}{'model MB':>10}")
+    rows = list(report["tiers"].items()) + ([("router", report["router"])] if "router" in report else [])
+    for name, r in rows:
+        size = r.get("model_size_bytes")
+        print(f"{name:<{width}}{r['accuracy']:>9.4f}{r['cost']:>12.6g}{r['latency_p50_ms']:>9.3f}"
+              f"{r['latency_p99_ms']:>9.3f}{r['throughput_per_s']:>10.1f}{r['peak_python_bytes'] / 2**20:>11.2f}"
+              f"{('n/a' if size is None else f'{size / 2**20:.2f}'):>10}")
+    if "router" in report:
+        shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in report["router"]["shares"].items())
+        print(f"\nrouter shares: {shares}")
+    if args.out:
+        from tierswitch.bench.report import write_json
+
+        print(f"wrote {write_json(report, Path(args.out) / 'live.json')}")
+    return 0
+
+
+def bench_main(argv: Sequence[str] | None = None) -> int:
+    """``tierswitch bench replay SPEC ...`` or ``tierswitch bench live CONFIG ...``."""
+    parser = argparse.ArgumentParser(prog="tierswitch bench", description="benchmark cost against accuracy")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    replay = sub.add_parser("replay", help="replay recorded per-tier outcomes: fit, sweep, report, plot")
+    _replay_args(replay)
+    replay.add_argument("--seeds", type=int, nargs="+", default=[0], help="one holdout split per seed")
+    replay.add_argument("--folds", type=int, default=None, help="k-fold cross-fitting instead of holdout splits")
+    replay.add_argument("--out", default="bench-out", help="directory for report.json, curve.csv and pareto.png")
+    replay.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    replay.add_argument("--quiet", action="store_true", help="no progress bars")
+    live = sub.add_parser("live", help="run configured real tiers on a labelled dataset")
+    live.add_argument("config", help="live config (YAML): dataset, tiers (factories), optional router")
+    live.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    live.add_argument("--out", default=None, help="directory for live.json")
+    live.add_argument("--quiet", action="store_true", help="no progress bars")
+    try:
+        args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
+    except SystemExit as exc:  # argparse exits on --help and on usage errors
+        return int(exc.code or 0)
+    return _replay(args) if args.mode == "replay" else _live(args)
+
+
+def tune_main(argv: Sequence[str] | None = None) -> int:
+    """``tierswitch tune SPEC --target accuracy=0.95 --out policy.yaml``: 0 when the target holds on the held-out
+    rows, 1 when it does not (the config is written either way, and the report says so)."""
+    from tierswitch.bench.evaluate import parse_target
+    from tierswitch.bench.tune import tune, write_config
+
+    parser = argparse.ArgumentParser(prog="tierswitch tune", description="tune a policy config to a target")
+    _replay_args(parser)
+    parser.add_argument("--out", required=True, help="where to write the router config (YAML)")
+    parser.add_argument("--model", default=None, help="directory for the fitted estimator (default: OUT.model)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split and of CV")
+    parser.add_argument("--report", default=None, help="also write the tune report as JSON here")
+    try:
+        args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    target = parse_target(args.target)
+    data, numeric = _load(args)
+    params = {**_params(args), **({"numeric": list(numeric)} if numeric else {})}
+    result = tune(data, target, seed=args.seed, test_size=args.test_size, params=params)
+    path = write_config(result, args.out, args.model)
+    s = result.summary()
+    h = s["heldout"]
+    print(f"target: {s['target']} (met on training rows: {s['met_on_train']}, held out: {s['met_heldout']})")
+    print(f"trained on {len(result.split.train)} rows, held out {len(result.split.test)} ({result.split.name})")
+    print(f"cuts: {s['cuts']}")
+    shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in h["shares"].items())
+    print(f"held out: accuracy {h['accuracy']:.4f} ({100 * h['accuracy_vs_full']:.1f}% of full), mean cost "
+          f"{h['cost']:.6g}, cost reduction {100 * h['cost_reduction']:.1f}%, shares {shares}")
+    print(f"wrote {path} (estimator in {result.estimator.path_})")
+    if data.skipped:
+        print(f"{len(data.skipped)} row(s) skipped for missing values, e.g. row {data.skipped[0].id}: "
+              f"{data.skipped[0].reason}")
+    if args.report:
+        from tierswitch.bench.report import write_json
+
+        write_json({**s, "split": result.split.describe(data.ids)}, args.report)
+    if not s["met_heldout"]:
+        print("the target is not met on the held-out rows; see the figures above", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(bench_main())
