@@ -33,6 +33,7 @@ from tierswitch.policies import (
     Policy,
     Threshold,
 )
+from tierswitch.reliability import CircuitBreaker, Guarded, TransientTierError
 from tierswitch.router import Router
 from tierswitch.routing.reload import ReloadingRouter
 from tierswitch.telemetry import DecisionLog
@@ -42,6 +43,9 @@ from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Rou
 __version__ = "0.1.0"
 
 __all__ = [
+    "CircuitBreaker",
+    "Guarded",
+    "TransientTierError",
     "ABTest",
     "BudgetController",
     "ContextualBandit",

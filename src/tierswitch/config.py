@@ -16,6 +16,7 @@ Policies and estimators are built from a ``kind`` registry that other modules ex
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,8 @@ def number(config: Mapping[str, Any], key: str, field: str, default: Any = ..., 
             raise ConfigError(f"{field}.{key}", "is required")
         return default
     value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{field}.{key}", f"must be a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{field}.{key}", f"must be a finite number, got {value!r}")
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{field}.{key}", f"must be within [{low}, {high}], got {value!r}")
     return float(value)

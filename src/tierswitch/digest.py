@@ -22,11 +22,40 @@ __all__ = ["digest_of"]
 _MAX_DEPTH = 32
 
 
+def _utf8(x: str) -> bytes:
+    try:
+        return x.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates: text decoded from invalid bytes with surrogateescape
+        raise UnsupportedInput(
+            f"text is not valid Unicode (lone surrogate at index {exc.start}), as when non-UTF-8 bytes are decoded "
+            "with errors='surrogateescape'; decode the bytes with errors='replace' or the right encoding"
+        ) from None
+
+
+class _Bounded:
+    """A hasher that refuses to take more than ``left`` bytes, so a huge structured input fails fast."""
+
+    __slots__ = ("h", "left", "limit")
+
+    def __init__(self, h: Any, limit: int) -> None:
+        self.h = h
+        self.left = limit
+        self.limit = limit
+
+    def update(self, data: Any) -> None:
+        self.left -= data.nbytes if isinstance(data, memoryview) else len(data)
+        if self.left < 0:
+            raise InputTooLarge(
+                f"input is over the router's max of {self.limit} bytes; split it, or raise max_input_bytes"
+            )
+        self.h.update(data)
+
+
 def _encode(x: Any, h: Any, depth: int) -> None:
     if depth > _MAX_DEPTH:
         raise UnsupportedInput(f"input nests deeper than {_MAX_DEPTH} levels; flatten it")
     if isinstance(x, str):
-        data = x.encode("utf-8", "surrogatepass")
+        data = _utf8(x)
         h.update(b"s" + struct.pack("<Q", len(data)) + data)
     elif isinstance(x, bool) or x is None:
         h.update(b"b" + repr(x).encode())
@@ -71,10 +100,10 @@ def _encode(x: Any, h: Any, depth: int) -> None:
 def digest_of(x: Any, max_bytes: int | None = None) -> str:
     """The hex digest identifying ``x`` (32 hex characters). Plain strings take a fast path."""
     if type(x) is str:
-        data = x.encode("utf-8", "surrogatepass")
+        data = _utf8(x)
         if max_bytes is not None and len(data) > max_bytes:
             raise InputTooLarge(f"text input is {len(data)} bytes, over the router's max of {max_bytes}")
         return blake2b(b"s" + data, digest_size=16).hexdigest()
     h = blake2b(digest_size=16)
-    _encode(x, h, 0)
+    _encode(x, h if max_bytes is None else _Bounded(h, max_bytes), 0)
     return h.hexdigest()

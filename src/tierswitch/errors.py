@@ -12,7 +12,9 @@ do about it. Third-party errors are mapped at the boundary with ``raise ... from
     ├── NoCapableTier                no tier accepts this modality and length
     ├── TierFailure                  a tier raised or returned something unusable (names the tier)
     │   ├── NonFiniteOutput          NaN/inf in an output, probabilities or confidence
-    │   └── TierTimeout              the tier did not answer in time
+    │   ├── TierTimeout              the tier did not answer in time
+    │   ├── CircuitOpen              the tier's circuit breaker is open (tierswitch.reliability.errors)
+    │   └── TierSaturated            the tier's bounded call queue is full (tierswitch.reliability.errors)
     ├── AllTiersFailed               every tier the policy allowed failed; carries each failure
     ├── ConfigError                  a config value is wrong; names the field (also a ValueError)
     ├── NotFittedError               a learned component used before ``fit`` (also a RuntimeError)

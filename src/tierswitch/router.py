@@ -13,7 +13,7 @@ import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tierswitch.cache.base import Cache
@@ -24,6 +24,7 @@ from tierswitch.errors import AllTiersFailed, ConfigError, NoCapableTier, TierFa
 from tierswitch.estimator.base import Estimator, uncertainty_of
 from tierswitch.estimator.complexity import ComplexityEstimator
 from tierswitch.policies.base import FirstOf, Policy
+from tierswitch.reliability.fallback import FallbackPlan, fallback_from_config
 from tierswitch.routing.stats import LiveAgreement, RouterStats
 from tierswitch.tiers.base import Tier
 from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Request, Routed, RoutingContext, TraceStep
@@ -44,7 +45,8 @@ class Router:
     (pass None to disable); ``hooks`` receive a ``DecisionRecord`` per request; ``fallback`` lets a failed tier
     hand over to the next capable tier (more expensive first, then cheaper ones). ``single_flight`` coalesces
     concurrent identical misses into one computation: an in-process ``SingleFlight`` by default, a
-    ``RedisSingleFlight`` for a fleet, None to switch it off.
+    ``RedisSingleFlight`` for a fleet, None to switch it off. ``max_input_bytes`` (default 8 MB, None: no bound)
+    and ``max_batch`` bound what one call may hand the router; over them is ``InputTooLarge``.
     """
 
     def __init__(
@@ -55,9 +57,9 @@ class Router:
         estimator: Estimator | None = None,
         cache: Cache | None = _DEFAULT,
         hooks: Sequence[Hook] = (),
-        fallback: bool = True,
+        fallback: bool | FallbackPlan | Mapping[str, Any] = True,
         single_flight: Any = _DEFAULT,
-        max_input_bytes: int | None = 1_000_000,
+        max_input_bytes: int | None = 8_000_000,
         max_batch: int = 10_000,
     ) -> None:
         tiers = tuple(tiers)
@@ -83,7 +85,15 @@ class Router:
             observe = getattr(learner, "observe", None)
             if observe is not None and observe not in self.hooks:
                 self.hooks.append(observe)
-        self.fallback = fallback
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ConfigError("router.max_batch", f"must be an integer >= 1, got {max_batch!r}")
+        if max_input_bytes is not None and (
+            isinstance(max_input_bytes, bool) or not isinstance(max_input_bytes, int) or max_input_bytes < 1
+        ):
+            raise ConfigError("router.max_input_bytes", f"must be an integer >= 1 or None, got {max_input_bytes!r}")
+        self.fallback: bool | FallbackPlan = (
+            fallback if isinstance(fallback, FallbackPlan) else fallback_from_config(fallback, names)
+        )
         self.single_flight = SingleFlight() if single_flight is _DEFAULT else single_flight
         self.max_input_bytes = max_input_bytes
         self.max_batch = max_batch
@@ -247,8 +257,10 @@ class Router:
 
     def _next_after_failure(self, ctx: RoutingContext, failed: str) -> str | None:
         """Fallback order: the next more expensive capable tier not tried yet, then cheaper ones, strongest first."""
-        if not self.fallback:
+        if self.fallback is False:
             return None
+        if isinstance(self.fallback, FallbackPlan):
+            return self.fallback.next_after(failed, ctx.capable, ctx.tried)
         up = ctx.next_capable(failed)
         if up is not None:
             return up

@@ -34,7 +34,7 @@ class MemoryCache(Cache):
         super().__init__()
         if not isinstance(max_entries, int) or max_entries <= 0:
             raise ConfigError("cache.max_entries", f"must be a positive integer, got {max_entries!r}")
-        if ttl_s is not None and not ttl_s > 0:
+        if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not ttl_s > 0):
             raise ConfigError("cache.ttl_s", f"must be > 0 or None, got {ttl_s!r}")
         self.max_entries = max_entries
         self.ttl_s = ttl_s

@@ -13,7 +13,14 @@ import numpy as np
 from tierswitch.errors import EmptyInput, UnsupportedInput
 from tierswitch.types import MODALITIES, Features
 
-__all__ = ["CHARS_PER_TOKEN", "approx_tokens", "detect_modality", "extract_features", "is_conversation"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "approx_tokens",
+    "check_conversation",
+    "detect_modality",
+    "extract_features",
+    "is_conversation",
+]
 
 CHARS_PER_TOKEN = 4  # the usual rule of thumb for English with BPE tokenizers; a tokenizer would cost ~100x more
 
@@ -26,6 +33,41 @@ def approx_tokens(chars: int) -> int:
 def is_conversation(x: Any) -> bool:
     """A list of chat turns: mappings with a ``content`` key (``role`` optional)."""
     return isinstance(x, list) and bool(x) and all(isinstance(t, Mapping) and "content" in t for t in x)
+
+
+def check_conversation(x: Any) -> str:
+    """Validate a list of chat turns and return its text (the turns' contents, one per line).
+
+    Each turn must be a mapping with a str ``content`` (and, if present, a str ``role``); anything else raises
+    ``UnsupportedInput`` naming the turn at fault, and a list with no turns raises ``EmptyInput``.
+    """
+    if not x:
+        raise EmptyInput("conversation has no turns; send at least one {'role': 'user', 'content': '...'} turn")
+    texts = []
+    for i, turn in enumerate(x):
+        if not isinstance(turn, Mapping):
+            raise UnsupportedInput(
+                f"conversation turn {i} is a {type(turn).__name__}; every turn must be a dict like "
+                "{'role': 'user', 'content': '...'}"
+            )
+        if "content" not in turn:
+            raise UnsupportedInput(f"conversation turn {i} has no 'content' key (keys: {sorted(map(str, turn))[:5]}); "
+                                   "put the turn's text under 'content'")
+        content = turn["content"]
+        if not isinstance(content, str):
+            raise UnsupportedInput(
+                f"conversation turn {i} content is a {type(content).__name__}; it must be a str "
+                "(join multi-part content into one text first)"
+            )
+        role = turn.get("role")
+        if role is not None and not isinstance(role, str):
+            raise UnsupportedInput(f"conversation turn {i} role is a {type(role).__name__}; use a str like 'user'")
+        texts.append(content)
+    return "\n".join(texts)
+
+
+def _empty(x: Any) -> EmptyInput:
+    return EmptyInput(f"input is an empty {type(x).__name__}; send at least one character, turn or element")
 
 
 def detect_modality(x: Any) -> str:
@@ -41,6 +83,8 @@ def detect_modality(x: Any) -> str:
         raise EmptyInput("input is None; pass a str, a conversation, an array or a {'text': ..., 'image': ...} dict")
     if isinstance(x, np.ndarray):
         return "image" if x.ndim in (2, 3) else "tabular"
+    if isinstance(x, (list, tuple, Mapping)) and len(x) == 0:
+        raise _empty(x)
     if isinstance(x, Mapping):
         parts = [k for k in ("text", "image", "tabular") if k in x]
         if len(parts) >= 2:
@@ -50,7 +94,8 @@ def detect_modality(x: Any) -> str:
         raise UnsupportedInput(
             f"a dict input needs 'text', 'image' or 'tabular' keys, got {sorted(map(str, x))[:5]}"
         )
-    if is_conversation(x):
+    if isinstance(x, list) and any(isinstance(t, Mapping) for t in x):  # meant as a conversation: check every turn
+        check_conversation(x)
         return "text"
     if isinstance(x, (list, tuple)) and x and all(isinstance(v, (int, float)) for v in x):
         return "tabular"
@@ -69,8 +114,8 @@ def _array_size(x: Any) -> int:
 def _text_of(x: Any) -> str | None:
     if isinstance(x, str):
         return x
-    if is_conversation(x):
-        return "\n".join(str(t["content"]) for t in x)
+    if isinstance(x, list):
+        return check_conversation(x)
     return None
 
 

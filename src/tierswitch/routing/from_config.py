@@ -48,8 +48,13 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
         capabilities = Capabilities.of(modalities, max_length)
     except ConfigError as exc:
         raise ConfigError(f"{field}.modalities", str(exc).split(": ", 1)[-1]) from exc
-    return {"cost": model, "capabilities": capabilities, "version": str(config.get("version", "1")),
-            "batched": bool(config.get("batched", False))}
+    version = config.get("version", "1")
+    if isinstance(version, bool) or not isinstance(version, (str, int)) or not str(version) or ":" in str(version):
+        raise ConfigError(f"{field}.version", f"must be a non-empty string or integer without ':', got {version!r}")
+    batched = config.get("batched", False)
+    if not isinstance(batched, bool):
+        raise ConfigError(f"{field}.batched", f"must be true or false, got {batched!r}")
+    return {"cost": model, "capabilities": capabilities, "version": str(version), "batched": batched}
 
 
 def _tiers(config: Mapping[str, Any], tiers: Sequence[Tier] | Mapping[str, Callable[..., Any] | Tier]) -> list[Tier]:
@@ -97,7 +102,7 @@ def router_from_config(
     from tierswitch.router import Router
 
     data = load_config(config) if isinstance(config, (str, Path)) else section(config, "config")
-    only_keys(data, "config", {"tiers", "policy", "estimator", "cache", "router"})
+    only_keys(data, "config", {"tiers", "policy", "estimator", "cache", "router", "reliability"})
     if "policy" not in data:
         raise ConfigError("policy", "is required, e.g. {kind: cascade, thresholds: {base: 0.8}}")
     kwargs: dict[str, Any] = {"policy": policy_from_config(data["policy"])}
@@ -109,4 +114,9 @@ def router_from_config(
     only_keys(router_options, "router", {"fallback", "max_input_bytes", "max_batch"})
     kwargs.update(router_options)
     kwargs.update(overrides)
-    return Router(_tiers(data, tiers), **kwargs)
+    tier_list = _tiers(data, tiers)
+    if "reliability" in data:  # timeouts, retries and breakers per tier (tierswitch.reliability)
+        from tierswitch.reliability.config import guard_tiers_from_config
+
+        tier_list = guard_tiers_from_config(tier_list, data["reliability"])
+    return Router(tier_list, **kwargs)
