@@ -98,3 +98,22 @@ def test_unreadable_and_unsafe_files(tmp_path):
     ini.write_text("[policy]\n")
     with pytest.raises(ConfigError, match="format"):
         load_config(ini)
+
+
+def test_redis_cache_url_from_the_environment(monkeypatch, redis_url):
+    from tierswitch.cache.redis import RedisCache
+
+    monkeypatch.setenv("TIERSWITCH_TEST_REDIS", redis_url)
+    router = Router.from_config({"policy": {"kind": "fixed", "tier": "base"},
+                                 "cache": {"kind": "redis", "url_env": "TIERSWITCH_TEST_REDIS",
+                                           "namespace": "tierswitch-test-urlenv"}},
+                                {"base": lambda x: "b"})
+    assert isinstance(router.cache, RedisCache)
+    try:
+        assert router("hello").output == "b"
+    finally:
+        router.cache.clear()
+    with pytest.raises(ConfigError) as info:
+        Router.from_config({"policy": {"kind": "fixed", "tier": "base"},
+                            "cache": {"kind": "redis", "url_env": "TIERSWITCH_UNSET_VARIABLE"}}, {"base": lambda x: "b"})
+    assert info.value.field == "cache.url_env"

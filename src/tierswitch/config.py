@@ -7,7 +7,7 @@ A router config has up to four sections::
       full: {cost: {per_call: 20.0}}
     policy: {kind: cascade, thresholds: {base: 0.8}}
     estimator: {kind: complexity, probe: base}
-    cache: {kind: memory, max_entries: 10000, ttl_s: 600}     # or {kind: redis, url: ...} or {kind: none}
+    cache: {kind: memory, max_entries: 10000, ttl_s: 600}     # or {kind: redis, url_env: REDIS_URL}, or none
 
 Policies and estimators are built from a ``kind`` registry that other modules extend with ``register_policy`` and
 ``register_estimator``. Every error is a ``ConfigError`` naming the dotted field at fault and what is allowed.
@@ -16,6 +16,7 @@ Policies and estimators are built from a ``kind`` registry that other modules ex
 from __future__ import annotations
 
 import importlib
+import os
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -151,8 +152,16 @@ def cache_from_config(config: Any, field: str = "cache") -> Any:
         from tierswitch.cache.redis import RedisCache
 
         url = options.pop("url", None)
+        url_env = options.pop("url_env", None)
+        if url_env is not None:  # credentials stay out of config files: the URL comes from the environment
+            if url is not None:
+                raise ConfigError(f"{field}.url_env", "give either url or url_env, not both")
+            if not isinstance(url_env, str) or not os.environ.get(url_env):
+                raise ConfigError(f"{field}.url_env", f"names an environment variable that is not set: {url_env!r}")
+            url = os.environ[url_env]
         if not isinstance(url, str):
-            raise ConfigError(f"{field}.url", "is required for a redis cache, e.g. redis://127.0.0.1:6379/0")
+            raise ConfigError(f"{field}.url", "is required for a redis cache, e.g. redis://127.0.0.1:6379/0 "
+                                              "(or url_env: NAME_OF_AN_ENVIRONMENT_VARIABLE)")
         try:
             return RedisCache(url, **options)
         except TypeError as exc:
