@@ -101,6 +101,7 @@ class Router:
         self.live_agreement = LiveAgreement()
         self._ids = itertools.count(1)
         self._capable_by_modality: dict[str, tuple[tuple[str, ...], int]] = {}
+        self._accepted = {name: TraceStep("accept", name) for name in names}  # immutable, shared by every request
 
     @classmethod
     def from_config(cls, config: Any, tiers: Any, **overrides: Any) -> Router:
@@ -275,7 +276,7 @@ class Router:
         failures: list[TierFailure] = []
         self._score(ctx, trace, failures)
         decision = self._decide(ctx)
-        trace.append(TraceStep("decide", decision.tier, f"{decision.reason} (score={ctx.score:.3f})"))
+        trace.append(TraceStep("decide", decision.tier, decision.reason))  # the score is on the Routed
         deciding = decision.policy or self.policy
         tier: str | None = decision.tier
         escalations = fallbacks = 0
@@ -298,7 +299,7 @@ class Router:
                     continue
                 trace.append(TraceStep("call", tier, "", prediction.confidence, prediction.latency_s))
             if deciding.accept(ctx, prediction):
-                trace.append(TraceStep("accept", tier))
+                trace.append(self._accepted[tier])
                 break
             nxt = ctx.next_capable(tier)
             if nxt is None:
@@ -307,9 +308,9 @@ class Router:
             trace.append(TraceStep("escalate", nxt, f"{tier} confidence {_fmt(prediction.confidence)} too low"))
             escalations += 1
             tier = nxt
-        cost = sum(ctx.predictions[n].cost for n in ctx.tried if n in ctx.predictions)
+        cost = sum([p.cost for p in ctx.predictions.values()])  # every call this request made, probe included
         if self.cache is not None:
-            self.cache.set(request.digest, prediction)
+            self.cache.set(request.digest, prediction, checked=True)
         routed = Routed(
             prediction.output, tier, cost, time.perf_counter() - started, False, ctx.score, tuple(trace),
             prediction.confidence, prediction.probs, prediction.tier_version, request.digest, next(self._ids),

@@ -133,6 +133,8 @@ class Routed:
             parts = [step.kind]
             if step.tier:
                 parts.append(step.tier)
+            if step.kind == "decide" and self.score is not None:
+                parts.append(f"score={self.score:.3f}")
             if step.confidence is not None:
                 parts.append(f"confidence={step.confidence:.3f}")
             if step.latency_s is not None:

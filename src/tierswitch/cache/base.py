@@ -185,19 +185,21 @@ class Cache(ABC):
                 return prediction
         return None
 
-    def set(self, digest: str, prediction: Prediction) -> bool:
+    def set(self, digest: str, prediction: Prediction, *, checked: bool = False) -> bool:
         """Store ``prediction`` for the input ``digest`` under its tier and version. True when stored."""
-        return self.set_many([(digest, prediction)]) == 1
+        return self.set_many([(digest, prediction)], checked=checked) == 1
 
-    def set_many(self, items: Sequence[tuple[str, Prediction]]) -> int:
+    def set_many(self, items: Sequence[tuple[str, Prediction]], *, checked: bool = False) -> int:
         """Store many (digest, prediction) pairs in one round trip; returns how many were stored.
 
-        Non-finite predictions are refused and counted, never half-written.
+        Non-finite predictions are refused and counted, never half-written. ``checked=True`` says every
+        prediction came from a tier's ``predict`` (which already refused non-finite numbers), so the check is
+        not repeated on the router's hot path.
         """
         keep: list[tuple[CacheKey, Prediction]] = []
         refused: list[str] = []
         for digest, prediction in items:
-            if is_storable(prediction):
+            if checked or is_storable(prediction):
                 keep.append(((prediction.tier, prediction.tier_version, digest), prediction))
             else:
                 refused.append(prediction.tier)

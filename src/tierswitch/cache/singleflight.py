@@ -32,8 +32,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 
 from tierswitch.errors import CacheError, ConfigError
 
@@ -46,12 +45,11 @@ T = TypeVar("T")
 Role = Literal["leader", "waiter", "recheck"]
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome(Generic[T]):
+class Outcome(NamedTuple):
     """A flight's value and how this caller got it: ``leader`` (it computed), ``waiter`` (shared another caller's
     computation, in this process or another) or ``recheck`` (found by the recheck, nothing computed)."""
 
-    value: T
+    value: Any
     role: Role
 
 
@@ -105,7 +103,7 @@ class SingleFlight:
         compute: Callable[[], T],
         recheck: Callable[[], T | None] | None = None,
         since: int | None = None,
-    ) -> Outcome[T]:
+    ) -> Outcome:
         """Like ``do``, and say whether this caller computed, waited or found the value by rechecking.
 
         ``since`` is the value of ``completed`` the caller read before its own cache miss: when no flight has
@@ -128,7 +126,7 @@ class SingleFlight:
 
     def _lead(
         self, key: Hashable, compute: Callable[[], T], recheck: Callable[[], T | None] | None
-    ) -> Outcome[T]:
+    ) -> Outcome:
         try:
             found = recheck() if recheck is not None else None
             value = compute() if found is None else found
@@ -159,7 +157,7 @@ class SingleFlight:
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
-    ) -> Outcome[T]:
+    ) -> Outcome:
         """Like ``ado``, and say whether this caller computed, waited or found the value by rechecking."""
         while True:
             flight, leader = self._join(key)
@@ -185,7 +183,7 @@ class SingleFlight:
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None,
-    ) -> Outcome[T]:
+    ) -> Outcome:
         try:
             found = await _maybe_await(recheck()) if recheck is not None else None
             value = await compute() if found is None else found
@@ -282,7 +280,7 @@ class RedisSingleFlight(SingleFlight):
         compute: Callable[[], T],
         recheck: Callable[[], T | None] | None = None,
         since: int | None = None,
-    ) -> Outcome[T]:
+    ) -> Outcome:
         # No in-process recheck: the cross-process step rechecks once it holds the lock, which covers both races
         # (``since`` cannot tell whether another process finished, so it is not used here).
         return _unwrap(super().do_outcome(key, lambda: self._across(key, compute, recheck)))
@@ -292,13 +290,13 @@ class RedisSingleFlight(SingleFlight):
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
-    ) -> Outcome[T]:
-        async def across() -> Outcome[T]:
+    ) -> Outcome:
+        async def across() -> Outcome:
             return await self._aacross(key, compute, recheck)
 
         return _unwrap(await super().ado_outcome(key, across))
 
-    def _across(self, key: Hashable, compute: Callable[[], T], recheck: Callable[[], T | None] | None) -> Outcome[T]:
+    def _across(self, key: Hashable, compute: Callable[[], T], recheck: Callable[[], T | None] | None) -> Outcome:
         name, token = f"{self.cache.namespace}:lock:{key}", os.urandom(16).hex()
         deadline = self._clock() + self.wait_timeout_s
         waited = False
@@ -326,7 +324,7 @@ class RedisSingleFlight(SingleFlight):
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None,
-    ) -> Outcome[T]:
+    ) -> Outcome:
         name, token = f"{self.cache.namespace}:lock:{key}", os.urandom(16).hex()
         deadline = self._clock() + self.wait_timeout_s
         waited = False

@@ -91,7 +91,7 @@ def route_batch(router: Router, xs: Sequence[Any], modality: str | None) -> list
         active = [p for p in active if p.done is None]
     stored = [(p.ctx.request.digest, p.done) for p in pending if p.done is not None]
     if router.cache is not None and stored:
-        router.cache.set_many(stored)  # type: ignore[arg-type]
+        router.cache.set_many(stored, checked=True)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     for p in pending:
         results[p.index] = _finish(router, p, elapsed)
@@ -117,7 +117,7 @@ def _probe_and_decide(router: Router, pending: list[_Pending]) -> None:
         p.ctx.score = router.estimator.score_features(p.ctx.features, p.ctx.request.payload)
         p.decision = router._decide(p.ctx)
         p.tier = p.decision.tier
-        p.trace.append(TraceStep("decide", p.tier, f"{p.decision.reason} (score={p.ctx.score:.3f})"))
+        p.trace.append(TraceStep("decide", p.tier, p.decision.reason))
 
 
 def _advance_group(router: Router, tier: str, items: list[_Pending]) -> None:
@@ -159,7 +159,7 @@ def _finish(router: Router, p: _Pending, elapsed: float) -> Routed:
     prediction = p.done
     assert prediction is not None
     ctx = p.ctx
-    cost = sum(ctx.predictions[n].cost for n in set(ctx.tried) if n in ctx.predictions)
+    cost = sum([p.cost for p in ctx.predictions.values()])
     trace = ([TraceStep("cache_miss")] if router.cache is not None else []) + p.trace
     routed = Routed(
         prediction.output, prediction.tier, cost, elapsed, False, ctx.score, tuple(trace), prediction.confidence,
