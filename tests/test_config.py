@@ -115,5 +115,6 @@ def test_redis_cache_url_from_the_environment(monkeypatch, redis_url):
         router.cache.clear()
     with pytest.raises(ConfigError) as info:
         Router.from_config({"policy": {"kind": "fixed", "tier": "base"},
-                            "cache": {"kind": "redis", "url_env": "TIERSWITCH_UNSET_VARIABLE"}}, {"base": lambda x: "b"})
+                            "cache": {"kind": "redis", "url_env": "TIERSWITCH_UNSET_VARIABLE"}},
+                           {"base": lambda x: "b"})
     assert info.value.field == "cache.url_env"

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from tests.contracts.policy_contract import PolicyContract, make_context
 
 from tierswitch.errors import ConfigError
 from tierswitch.policies import Cascade, FirstOf, Fixed, Threshold
 from tierswitch.types import Prediction
-from tests.contracts.policy_contract import PolicyContract, make_context
 
 
 class TestFixedContract(PolicyContract):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from tests.contracts.tier_contract import TierContract
 
 from tierswitch.errors import ConfigError, TierFailure
 from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, SklearnTier
-from tests.contracts.tier_contract import TierContract
 
 
 def _boom(x):

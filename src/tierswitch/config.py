@@ -16,8 +16,8 @@ Policies and estimators are built from a ``kind`` registry that other modules ex
 from __future__ import annotations
 
 import importlib
-import os
 import math
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any

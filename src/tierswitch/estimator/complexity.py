@@ -50,7 +50,7 @@ class ComplexityEstimator(Estimator):
         prior = dict(DEFAULT_MODALITY_PRIOR if modality_prior is None else modality_prior)
         for key, value in prior.items():
             if key not in MODALITIES or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"estimator.modality_prior.{key}", f"needs a known modality and a value in [0, 1]")
+                raise ConfigError(f"estimator.modality_prior.{key}", "needs a known modality and a value in [0, 1]")
         self.length_weight = length_weight
         self.length_scale = length_scale
         self.modality_weight = modality_weight
