@@ -32,15 +32,22 @@ def _default(obj: Any) -> Any:
     raise UnsupportedInput(f"cannot serialise {type(obj).__name__}; use str, numbers, lists, dicts or arrays")
 
 
+_DTYPES: dict[str, np.dtype] = {}  # dtype string -> allowed dtype; only a few dozen numeric strings exist
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code != ARRAY_EXT:
         raise ValueError(f"unknown msgpack extension type {code}")
     dtype, shape, raw = msgpack.unpackb(data)
-    dt = np.dtype(dtype)
-    if dt.kind not in _ALLOWED_KINDS:
-        raise ValueError(f"refusing array dtype {dt}")
-    arr = np.frombuffer(raw, dtype=dt).reshape(shape)
-    arr.setflags(write=False)
+    dt = _DTYPES.get(dtype)
+    if dt is None:
+        dt = np.dtype(dtype)
+        if dt.kind not in _ALLOWED_KINDS:
+            raise ValueError(f"refusing array dtype {dt}")
+        _DTYPES[dtype] = dt
+    arr = np.frombuffer(raw, dtype=dt)  # over immutable bytes: read-only already
+    if len(shape) != 1 or shape[0] != arr.size:
+        arr = arr.reshape(shape)
     return arr
 
 
