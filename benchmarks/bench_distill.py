@@ -102,13 +102,13 @@ def test_serving_latency(benchmark, digits, trained, trainer):
 
 
 # -- training throughput ---------------------------------------------------------------------------------------------
-def test_training_throughput_distiller_step(benchmark, digits):
+def _step_rate(benchmark, samples, config: DistillConfig) -> float:
+    """Time ``Distiller.step`` at batch 32, refilling the buffer with 32 fresh samples before each (untimed);
+    return the fresh samples trained per second at the median step."""
     benchmark.group = "training throughput (batch 32, 64->128->10)"
     torch.set_num_threads(1)
-    samples, _, _ = digits
     buf = MemoryBuffer(capacity=1_000_000)
-    d = Distiller(student_tier(SPEC, _identity, seed=0), buf,
-                  DistillConfig(batch_size=32, eval_every=10**9, holdout_share=0.0, replay_share=0.0))
+    d = Distiller(student_tier(SPEC, _identity, seed=0), buf, config)
     pool = iter(np.resize(np.arange(len(samples)), 32 * 3000))
 
     def refill():
@@ -116,25 +116,18 @@ def test_training_throughput_distiller_step(benchmark, digits):
         return (), {}
 
     benchmark.pedantic(d.step, setup=refill, rounds=2000, iterations=1, warmup_rounds=20)
-    rate = 32 / benchmark.stats.stats.median
+    return 32 / benchmark.stats.stats.median
+
+
+def test_training_throughput_distiller_step(benchmark, digits):
+    config = DistillConfig(batch_size=32, eval_every=10**9, holdout_share=0.0, replay_share=0.0)
+    rate = _step_rate(benchmark, digits[0], config)
     benchmark.extra_info["samples_per_s"] = rate
     print(f"\nDistiller.step: {rate:,.0f} samples/s at batch 32 (fresh only, no replay)")
 
 
 def test_training_throughput_with_replay(benchmark, digits):
-    benchmark.group = "training throughput (batch 32, 64->128->10)"
-    torch.set_num_threads(1)
-    samples, _, _ = digits
-    buf = MemoryBuffer(capacity=1_000_000)
-    d = Distiller(student_tier(SPEC, _identity, seed=0), buf, DistillConfig(batch_size=32, eval_every=10**9))
-    pool = iter(np.resize(np.arange(len(samples)), 32 * 3000))
-
-    def refill():
-        buf.put_many(samples[next(pool)] for _ in range(32))
-        return (), {}
-
-    benchmark.pedantic(d.step, setup=refill, rounds=2000, iterations=1, warmup_rounds=20)
-    rate = 32 / benchmark.stats.stats.median
+    rate = _step_rate(benchmark, digits[0], DistillConfig(batch_size=32, eval_every=10**9))
     benchmark.extra_info["fresh_samples_per_s"] = rate
     print(f"\nDistiller.step (10% holdout, 25% replay, gate off): {rate:,.0f} fresh samples/s")
 

@@ -45,3 +45,16 @@ def redis_prefix(redis_url: str) -> Iterator[str]:
             client.unlink(*batch[start : start + 500])
     finally:
         client.close()
+
+
+# -- BANKING77 models -----------------------------------------------------------------------------------------------
+# Real intent classifiers on real data for the policy tests' quality claims (tests/banking77_models.py), trained once
+# per session however many modules use them.
+
+
+@pytest.fixture(scope="session")
+def banking77():
+    """BANKING77's test split with ``weak`` and ``strong`` fitted on the whole training split (a ``Banking77``)."""
+    from tests.banking77_models import trained
+
+    return trained()

@@ -1,23 +1,18 @@
 """ABTest: split traffic by a stable hash (or run a candidate in shadow) and report each arm with intervals.
 
-Real models on banking77 (base: naive Bayes over 400 words, full: TF-IDF bigrams + logistic SGD), the probe
-estimator, the real Router. Oracle: each arm's policy run alone over all 3,080 test questions gives its true
-accuracy and cost; the split estimates each from its half and must cover the truth with its 95% interval.
+Real models on banking77 (base: naive Bayes over 400 words, full: TF-IDF bigrams + logistic SGD; the session
+fixture ``banking77`` from tests/banking77_models.py), the probe estimator, the real Router. Oracle: each arm's
+policy run alone over all 3,080 test questions gives its true accuracy and cost; the split estimates each from its
+half and must cover the truth with its 95% interval.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import SGDClassifier
-from sklearn.naive_bayes import MultinomialNB
-from sklearn.pipeline import make_pipeline
 from tests.contracts.policy_contract import PolicyContract, make_context
 
 from tierswitch.config import policy_from_config, register_policy
@@ -34,26 +29,12 @@ from tierswitch.types import DecisionRecord
 register_policy("ab", "tierswitch.policies.ab:from_config")  # the lines config.py gets; idempotent
 register_policy("bandit", "tierswitch.policies.bandit:from_config")
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77"
-
-
-def _load(name: str) -> tuple[list[str], np.ndarray]:
-    with open(DATA / name, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], np.array([r["category"] for r in rows])
-
 
 @pytest.fixture(scope="module")
-def banking():
-    x_train, y_train = _load("train.csv")
-    x_test, y_test = _load("test.csv")
-    weak = make_pipeline(CountVectorizer(max_features=400), MultinomialNB()).fit(x_train, y_train)
-    strong = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-        SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=None, random_state=0),
-    ).fit(x_train, y_train)
-    tiers = [SklearnTier("base", weak, cost=CostModel(per_call=1.0)),
-             SklearnTier("full", strong, cost=CostModel(per_call=10.0))]
+def banking(banking77):
+    x_test, y_test = banking77.x_test, banking77.y_test
+    tiers = [SklearnTier("base", banking77.weak, cost=CostModel(per_call=1.0)),
+             SklearnTier("full", banking77.strong, cost=CostModel(per_call=10.0))]
     estimator = ComplexityEstimator(probe="base", length_weight=0.5)
     scores = estimator.score_many(x_test, tiers[0].predict(x_test))
     return {"x": x_test, "y": y_test, "tiers": tiers, "estimator": estimator, "median": float(np.median(scores))}

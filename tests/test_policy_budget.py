@@ -1,23 +1,18 @@
 """BudgetController: holds a full-tier share, a mean cost, a cost rate or a p95 latency while traffic drifts.
 
-The quality claims run on real data: two scikit-learn models of different strength trained on banking77, the
-project's ComplexityEstimator scoring each test question from the cheap model's confidence (a probe) and its length.
+The quality claims run on real data: two scikit-learn models of different strength trained on banking77 (the
+session fixture ``banking77`` from tests/banking77_models.py), the project's ComplexityEstimator scoring each test
+question from the cheap model's confidence (a probe) and its length.
 The stream is drawn from the 3,080 test questions so that difficulty rises: the chance of drawing a question the
 cheap model gets wrong climbs from 5% to 65% over 10,000 requests (seeded).
 """
 
 from __future__ import annotations
 
-import csv
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import SGDClassifier
-from sklearn.naive_bayes import MultinomialNB
-from sklearn.pipeline import make_pipeline
 from tests.contracts.policy_contract import PolicyContract, make_context
 
 from tierswitch.config import register_policy
@@ -33,7 +28,6 @@ from tierswitch.types import DecisionRecord, Request, RoutingContext
 
 register_policy("budget", "tierswitch.policies.budget:from_config")  # the line config.py gets; idempotent
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77"
 N, W, TARGET = 10_000, 1_000, 0.30
 
 
@@ -43,23 +37,11 @@ def _windows(values: np.ndarray, width: int = W) -> np.ndarray:
     return (c[width:] - c[:-width]) / width
 
 
-def _load(name: str) -> tuple[list[str], np.ndarray]:
-    with open(DATA / name, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], np.array([r["category"] for r in rows])
-
-
 @pytest.fixture(scope="module")
-def banking():
-    x_train, y_train = _load("train.csv")
-    x_test, y_test = _load("test.csv")
-    weak = make_pipeline(CountVectorizer(max_features=400), MultinomialNB()).fit(x_train, y_train)
-    strong = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-        SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=None, random_state=0),
-    ).fit(x_train, y_train)
-    base = SklearnTier("base", weak, cost=CostModel(per_call=0.1))
-    full = SklearnTier("full", strong, cost=CostModel(per_call=1.0, per_unit=0.1))
+def banking(banking77):
+    x_test, y_test = banking77.x_test, banking77.y_test
+    base = SklearnTier("base", banking77.weak, cost=CostModel(per_call=0.1))
+    full = SklearnTier("full", banking77.strong, cost=CostModel(per_call=1.0, per_unit=0.1))
     probes = base.predict(x_test)
     estimator = ComplexityEstimator(probe="base", length_weight=0.5)
     scores = estimator.score_many(x_test, probes)

@@ -1,23 +1,20 @@
 """LearnedPolicy: route on per-tier probabilities of being right, from real fitted models.
 
-1. banking77 through the real Router: base = naive Bayes over 400 words, full = TF-IDF bigrams + logistic SGD, both
-   trained on one half of the training set; the probability model (one logistic regression per tier over TF-IDF
-   n-grams) is fitted on the tiers' correctness on the other half; everything is scored on the 3,080 test questions.
+1. banking77 through the real Router: base = naive Bayes over 400 words, full = TF-IDF bigrams + logistic SGD (both
+   from tests/banking77_models.py), trained on one half of the training set; the probability model (one logistic
+   regression per tier over TF-IDF n-grams) is fitted on the tiers' correctness on the other half; everything is
+   scored on the 3,080 test questions.
 2. GSM8K recorded outcomes with the project's LearnedEstimator (issue 5) fitted on half the rows and the utility
    rule on the other half (data, costs and LAM as in tests/test_policy_bandit.py).
 """
 
 from __future__ import annotations
 
-import csv
-from pathlib import Path
-
 import numpy as np
 import pytest
-from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.naive_bayes import MultinomialNB
-from sklearn.pipeline import make_pipeline
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from tests.banking77_models import load, train_strong, train_weak
 from tests.contracts.policy_contract import TIER_NAMES, PolicyContract, make_context
 from tests.test_policy_bandit import ARMS, LAM, load_gsm8k
 
@@ -31,8 +28,6 @@ from tierswitch.tiers.base import CostModel
 from tierswitch.types import Request, RoutingContext
 
 register_policy("learned", "tierswitch.policies.learned:from_config")  # the line config.py gets; idempotent
-
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77"
 
 
 class TextCorrectness:
@@ -62,24 +57,14 @@ class Table:
 register_estimator("tier_table", lambda config, field: Table(config["probabilities"]))
 
 
-def _load(name: str) -> tuple[list[str], np.ndarray]:
-    with open(DATA / name, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return [r["text"] for r in rows], np.array([r["category"] for r in rows])
-
-
 @pytest.fixture(scope="module")
 def banking():
-    x_train, y_train = _load("train.csv")
-    x_test, y_test = _load("test.csv")
+    x_train, y_train = load("train.csv")
+    x_test, y_test = load("test.csv")
     perm = np.random.default_rng(0).permutation(len(x_train))
     tiers_half, model_half = perm[:5000], perm[5000:]
     xa, xb = [x_train[i] for i in tiers_half], [x_train[i] for i in model_half]
-    weak = make_pipeline(CountVectorizer(max_features=400), MultinomialNB()).fit(xa, y_train[tiers_half])
-    strong = make_pipeline(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-        SGDClassifier(loss="log_loss", alpha=1e-5, max_iter=30, tol=None, random_state=0),
-    ).fit(xa, y_train[tiers_half])
+    weak, strong = train_weak(xa, y_train[tiers_half]), train_strong(xa, y_train[tiers_half])
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2).fit(xb)
     features_b = vectorizer.transform(xb)
     models = {name: LogisticRegression(C=4, max_iter=500).fit(features_b, tier.predict(xb) == y_train[model_half])

@@ -52,31 +52,36 @@ def register_estimator(kind: str, factory: Factory | str) -> None:
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML (``.yaml``/``.yml``, safe loader) or TOML (``.toml``) file into a dict."""
     path = Path(path)
+    data = parse_file(path, str(path))
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), f"the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def parse_file(path: Path, field: str) -> Any:
+    """The data of a YAML or JSON (``.yaml``/``.yml``/``.json``, safe loader) or TOML (``.toml``, Python >= 3.11)
+    file; a ``ConfigError`` naming ``field`` when it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the config file: {exc}") from exc
+        raise ConfigError(field, f"cannot read {path}: {exc}") from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
             try:
                 import tomllib
             except ModuleNotFoundError as exc:  # Python 3.10
-                raise ConfigError(str(path), "TOML needs Python >= 3.11; use a .yaml file") from exc
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml", ".json"):
+                raise ConfigError(field, "TOML needs Python >= 3.11; write the file as YAML") from exc
+            return tomllib.loads(text)
+        if suffix in (".yaml", ".yml", ".json"):
             import yaml
 
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError(str(path), f"unknown config format {suffix!r}; use .yaml, .yml, .json or .toml")
+            return yaml.safe_load(text)
     except ConfigError:
         raise
     except Exception as exc:  # yaml/toml parse errors
-        raise ConfigError(str(path), f"cannot parse: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), f"the top level must be a mapping, got {type(data).__name__}")
-    return data
+        raise ConfigError(field, f"cannot parse {path}: {exc}") from exc
+    raise ConfigError(field, f"unknown file format {suffix!r}; use .yaml, .yml, .json or .toml")
 
 
 # -- small validators used by every factory -----------------------------------------------------------------
@@ -94,16 +99,43 @@ def only_keys(config: Mapping[str, Any], field: str, allowed: set[str]) -> None:
 
 def number(config: Mapping[str, Any], key: str, field: str, default: Any = ..., low: float | None = None,
            high: float | None = None) -> float:
+    """``config[key]`` checked by ``finite`` (``default`` when the key is absent; without one it is required)."""
     if key not in config:
         if default is ...:
             raise ConfigError(f"{field}.{key}", "is required")
         return default
-    value = config[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{field}.{key}", f"must be a finite number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{field}.{key}", f"must be within [{low}, {high}], got {value!r}")
+    return finite(f"{field}.{key}", config[key], low=-math.inf if low is None else low,
+                  high=math.inf if high is None else high)
+
+
+def finite(field: str, value: Any, *, low: float = -math.inf, high: float = math.inf, strict: bool = False) -> float:
+    """``value`` as a float when it is a finite real number (not a bool) within [low, high] ((low, high] when
+    ``strict``); otherwise a ``ConfigError`` naming ``field`` and the range."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or value < low or value > high or (strict and value == low)):
+        raise ConfigError(field, f"must be a finite number{_range(low, high, strict)}, got {value!r}")
     return float(value)
+
+
+def _range(low: float, high: float, strict: bool) -> str:
+    if high == math.inf:
+        return "" if low == -math.inf else f" {'>' if strict else '>='} {low:g}"
+    if low == -math.inf:
+        return f" <= {high:g}"
+    return f" in {'(' if strict else '['}{low:g}, {high:g}]"
+
+
+def positive(field: str, value: Any, *, integer: bool = False) -> None:
+    """Refuse anything but a number > 0: an int when ``integer``, never a bool or NaN (inf passes)."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
+        raise ConfigError(field, f"must be {'a positive integer' if integer else 'a positive number'}, got {value!r}")
+
+
+def rebased(exc: ConfigError, root: str, field: str) -> ConfigError:
+    """``exc`` with the leading ``root`` of its field replaced by ``field``, same message: constructors name their
+    arguments from the default root (``policy.share_b``); a factory building one at ``policy.b`` raises
+    ``rebased(exc, "policy", field) from exc`` so that the error names ``policy.b.share_b``."""
+    return ConfigError(field + exc.field.removeprefix(root), str(exc).split(": ", 1)[-1])
 
 
 def _resolve(registry: dict[str, Factory | str], kind: str, field: str) -> Factory:
@@ -232,7 +264,7 @@ def _complexity(config: Mapping[str, Any], field: str) -> Any:
     try:
         return ComplexityEstimator(**options)
     except ConfigError as exc:
-        raise ConfigError(field + exc.field.removeprefix("estimator"), str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "estimator", field) from exc
 
 
 register_policy("fixed", _fixed)

@@ -23,12 +23,12 @@ the same rule the router's per-unit costs use). Every error is a ``ConfigError``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tierswitch.config import finite, number, only_keys, parse_file
 from tierswitch.errors import ConfigError
 
 __all__ = ["CostSpec", "ReplaySpec", "TierSpec", "load_spec", "spec_from_dict"]
@@ -88,30 +88,7 @@ def load_spec(path: str | Path, base_dir: str | Path | None = None) -> ReplaySpe
     Relative paths inside it are resolved against ``base_dir`` (default: the working directory, so specs that say
     ``../shared/data/...`` are run from the project root).
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError("spec", f"cannot read {path}: {exc}") from exc
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".toml":
-            try:
-                import tomllib
-            except ModuleNotFoundError as exc:  # Python 3.10
-                raise ConfigError("spec", "TOML specs need Python >= 3.11; write the spec as YAML") from exc
-            data = tomllib.loads(text)
-        elif suffix in (".yaml", ".yml", ".json"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        else:
-            raise ConfigError("spec", f"unknown spec format {suffix!r}; use .yaml, .yml or .toml")
-    except ConfigError:
-        raise
-    except Exception as exc:  # parse errors of either format
-        raise ConfigError("spec", f"cannot parse {path}: {exc}") from exc
-    return spec_from_dict(data, base_dir)
+    return spec_from_dict(parse_file(Path(path), "spec"), base_dir)
 
 
 def _str(config: Mapping[str, Any], key: str, field: str, required: bool = True) -> str | None:
@@ -123,21 +100,12 @@ def _str(config: Mapping[str, Any], key: str, field: str, required: bool = True)
     return value
 
 
-def _num(config: Mapping[str, Any], key: str, field: str) -> float:
-    value = config.get(key, 0.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ConfigError(f"{field}.{key}", f"must be a finite number >= 0, got {value!r}")
-    return float(value)
-
-
 def _cost(config: Any, field: str) -> CostSpec:
     if isinstance(config, (int, float)) and not isinstance(config, bool):
-        return CostSpec(per_call=_num({"per_call": config}, "per_call", field.rsplit(".", 1)[0] + ".cost"))
+        return CostSpec(per_call=finite(f"{field}.per_call", config, low=0.0))
     if not isinstance(config, Mapping):
         raise ConfigError(field, f"must be a number or a mapping ({sorted(_COST_KEYS)}), got {config!r}")
-    unknown = sorted(set(config) - _COST_KEYS)
-    if unknown:
-        raise ConfigError(f"{field}.{unknown[0]}", f"unknown key; allowed: {sorted(_COST_KEYS)}")
+    only_keys(config, field, _COST_KEYS)
     column = _str(config, "column", f"{field}.", required=False)
     tokens = _str(config, "tokens", f"{field}.", required=False)
     text = config.get("text", [])
@@ -145,7 +113,7 @@ def _cost(config: Any, field: str) -> CostSpec:
         text = [text]
     if not isinstance(text, list) or not all(isinstance(t, str) and t for t in text):
         raise ConfigError(f"{field}.text", f"must be a list of text column names, got {text!r}")
-    per_token = _num(config, "per_token", field)
+    per_token = number(config, "per_token", field, default=0.0, low=0.0)
     if column and (tokens or text or per_token or "per_call" in config):
         raise ConfigError(f"{field}.column", "a cost column stands alone; drop per_call/per_token/tokens/text")
     if tokens and text:
@@ -156,7 +124,7 @@ def _cost(config: Any, field: str) -> CostSpec:
         raise ConfigError(f"{field}.per_token", "is required when tokens or text columns are given")
     if not (column or per_token or "per_call" in config):
         raise ConfigError(field, "needs per_call, column, or per_token with tokens/text")
-    return CostSpec(_num(config, "per_call", field), column, per_token, tokens, tuple(text))
+    return CostSpec(number(config, "per_call", field, default=0.0, low=0.0), column, per_token, tokens, tuple(text))
 
 
 def _resolve(value: Any, field: str, base: Path) -> Path:
@@ -196,9 +164,7 @@ def spec_from_dict(config: Any, base_dir: str | Path | None = None) -> ReplaySpe
         field = f"tiers[{i}]"
         if not isinstance(tier, Mapping):
             raise ConfigError(field, f"must be a mapping with name, outcome and cost, got {tier!r}")
-        unknown = sorted(set(tier) - _TIER_KEYS)
-        if unknown:
-            raise ConfigError(f"{field}.{unknown[0]}", f"unknown key; allowed: {sorted(_TIER_KEYS)}")
+        only_keys(tier, field, _TIER_KEYS)
         name = _str(tier, "name", f"{field}.")
         assert name is not None
         if ":" in name:

@@ -17,10 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tierswitch.errors import CacheError, CorruptCacheValue
-from tierswitch.tiers.base import finite_extremes
+from tierswitch.tiers.base import finite_extremes, nonfinite_output
 from tierswitch.types import Prediction
 
 __all__ = ["Cache", "CacheKey", "CacheStats", "TierStats", "is_storable"]
@@ -99,12 +97,7 @@ def is_storable(prediction: Prediction) -> bool:
     probs = prediction.probs
     if probs is not None and probs.size and finite_extremes(probs.ravel()) is None:
         return False
-    out = prediction.output
-    if isinstance(out, float) and not math.isfinite(out):
-        return False
-    if isinstance(out, np.ndarray) and out.dtype.kind in "fc" and not np.isfinite(out).all():
-        return False
-    return True
+    return nonfinite_output(prediction.output) is None
 
 
 class Cache(ABC):

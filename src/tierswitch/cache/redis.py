@@ -25,6 +25,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from tierswitch.cache.base import Cache, CacheKey
 from tierswitch.cache.codec import decode, encode
+from tierswitch.config import positive
 from tierswitch.errors import CacheError, ConfigError, CorruptCacheValue, TierswitchError
 from tierswitch.types import Prediction
 
@@ -133,12 +134,12 @@ class RedisCache(Cache):
         _check_namespace(namespace)
         if ttl_s is not None and not (_is_real(ttl_s) and ttl_s >= 0.001):
             raise ConfigError("cache.ttl_s", f"must be a number of seconds >= 0.001, or None; got {ttl_s!r}")
-        _positive("cache.max_value_bytes", max_value_bytes, integer=True)
-        _positive("cache.socket_timeout_s", socket_timeout_s)
-        _positive("cache.connect_timeout_s", connect_timeout_s)
-        _positive("cache.failure_threshold", failure_threshold, integer=True)
-        _positive("cache.backoff_s", backoff_s)
-        _positive("cache.scan_batch", scan_batch, integer=True)
+        positive("cache.max_value_bytes", max_value_bytes, integer=True)
+        positive("cache.socket_timeout_s", socket_timeout_s)
+        positive("cache.connect_timeout_s", connect_timeout_s)
+        positive("cache.failure_threshold", failure_threshold, integer=True)
+        positive("cache.backoff_s", backoff_s)
+        positive("cache.scan_batch", scan_batch, integer=True)
         if not (_is_real(backoff_max_s) and backoff_max_s >= backoff_s):
             raise ConfigError("cache.backoff_max_s", f"must be >= backoff_s ({backoff_s}), got {backoff_max_s!r}")
         self.namespace = namespace
@@ -389,10 +390,3 @@ def _check_namespace(namespace: Any) -> None:
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value  # NaN != NaN
-
-
-def _positive(field: str, value: Any, *, integer: bool = False) -> None:
-    ok = isinstance(value, int) if integer else _is_real(value)
-    if isinstance(value, bool) or not ok or not value > 0:
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(field, f"must be {kind}, got {value!r}")

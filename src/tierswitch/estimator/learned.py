@@ -304,13 +304,10 @@ def _validate(est: LearnedEstimator, field: str = "estimator") -> None:
 
 def from_config(config: Mapping[str, Any], field: str = "estimator") -> LearnedEstimator:
     """The config registry's factory for ``kind: learned`` (see ``LearnedEstimator.from_config``)."""
-    if not isinstance(config, Mapping):
-        raise ConfigError(field, f"must be a mapping, got {type(config).__name__}")
-    options = {k: v for k, v in config.items() if k != "kind"}
-    allowed = {"path", "alphas", "ngram_weights", "numeric", "cv_folds", "seed"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError(f"{field}.{unknown[0]}", f"unknown key; allowed: {sorted(allowed)}")
+    from tierswitch.config import only_keys, rebased, section
+
+    options = {k: v for k, v in section(config, field).items() if k != "kind"}
+    only_keys(options, field, {"path", "alphas", "ngram_weights", "numeric", "cv_folds", "seed"})
     if "path" in options:
         if len(options) > 1:
             extra = sorted(set(options) - {"path"})[0]
@@ -325,7 +322,7 @@ def from_config(config: Mapping[str, Any], field: str = "estimator") -> LearnedE
     try:
         return LearnedEstimator(**options)
     except ConfigError as exc:
-        raise ConfigError(field + exc.field.removeprefix("estimator"), str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "estimator", field) from exc
     except TypeError as exc:
         raise ConfigError(field, f"bad parameter: {exc}") from exc
 

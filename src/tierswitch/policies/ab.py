@@ -22,10 +22,10 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
+from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
+from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Prediction, RoutingContext
 
 __all__ = ["ABTest", "ArmStats"]
@@ -80,12 +80,6 @@ def _wilson(n: int, k: int) -> dict[str, Any]:
             "se": math.sqrt(p * (1 - p) / n)}
 
 
-def _same(a: Prediction, b: Prediction) -> bool:
-    if isinstance(a.output, np.ndarray) or isinstance(b.output, np.ndarray):
-        return bool(np.array_equal(np.asarray(a.output), np.asarray(b.output)))
-    return bool(a.output == b.output)
-
-
 class ABTest(Policy):
     """Split traffic between policies ``a`` and ``b`` (``share_b`` to b) or run ``b`` in shadow of ``a``."""
 
@@ -93,8 +87,7 @@ class ABTest(Policy):
                  full: str | None = None, max_pending: int = 100_000) -> None:
         if mode not in MODES:
             raise ConfigError("policy.mode", f"must be one of {list(MODES)}, got {mode!r}")
-        if isinstance(share_b, bool) or not isinstance(share_b, (int, float)) or not 0.0 <= share_b <= 1.0:
-            raise ConfigError("policy.share_b", f"must be a number in [0, 1], got {share_b!r}")
+        share_b = finite("policy.share_b", share_b, low=0.0, high=1.0)
         if not isinstance(salt, str):
             raise ConfigError("policy.salt", f"must be a string, got {salt!r}")
         self.a, self.b = a, b
@@ -148,7 +141,7 @@ class ABTest(Policy):
                 stats.agree[1] += 1
             elif full is not None and served is not None:
                 stats.agree[0] += 1
-                stats.agree[1] += _same(served, full)
+                stats.agree[1] += same_output(served.output, full.output)
             self._arm_of[record.request_id] = arm
             while len(self._arm_of) > self.max_pending:
                 self._arm_of.popitem(last=False)
@@ -177,7 +170,7 @@ class ABTest(Policy):
             stats.agree[1] += 1
         elif mine is not None and full is not None:
             stats.agree[0] += 1
-            stats.agree[1] += _same(mine, full)
+            stats.agree[1] += same_output(mine.output, full.output)
 
     def feedback(self, request_id: int, reward: float | None = None, *, quality: float | None = None) -> bool:
         """A quality label (in [0, 1]) for a served request, counted for its arm and forwarded to it."""
@@ -230,7 +223,7 @@ class ABTest(Policy):
 def from_config(config: Mapping[str, Any], field: str = "policy") -> ABTest:
     """The ``ab`` policy kind, one line of YAML:
     ``{kind: ab, a: {kind: threshold, ...}, b: {kind: cascade, ...}, share_b: 0.1, mode: split, salt: exp-7}``."""
-    from tierswitch.config import only_keys, policy_from_config, section
+    from tierswitch.config import only_keys, policy_from_config, rebased, section
 
     config = section(config, field)
     only_keys(config, field, {"kind", "a", "b", "share_b", "mode", "salt", "full"})
@@ -246,4 +239,4 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> ABTest:
         return ABTest(a, b, share_b=config.get("share_b", 0.5), mode=config.get("mode", "split"),
                       salt=config.get("salt", ""), full=full)
     except ConfigError as exc:
-        raise ConfigError(field + exc.field.removeprefix("policy"), str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "policy", field) from exc

@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
+from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Features, RoutingContext
 
 __all__ = ["FEATURES", "ContextualBandit"]
@@ -38,14 +40,6 @@ FEATURES = ("bias", "score", "log_length", "uncertainty")
 _FIELDS = {"tiers", "lam", "alpha", "epsilon", "ridge", "features", "length_scale", "decay", "warmup", "seed",
            "max_pending", "shadow_quality"}
 _PREFIX = "bandit:"
-
-
-def _check(field: str, value: Any, low: float, high: float = math.inf, *, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(field, f"must be a finite number, got {value!r}")
-    if value < low or value > high or (strict and value == low):
-        raise ConfigError(field, f"must be in {'(' if strict else '['}{low:g}, {high:g}], got {value!r}")
-    return float(value)
 
 
 class ContextualBandit(Policy):
@@ -75,11 +69,11 @@ class ContextualBandit(Policy):
         self.tiers = tuple(tiers)
         if len(self.tiers) < 2 or len(set(self.tiers)) != len(self.tiers):
             raise ConfigError("policy.tiers", f"needs at least 2 unique tier names, got {list(self.tiers)}")
-        self.lam = _check("policy.lam", lam, 0.0)
-        self.alpha = _check("policy.alpha", alpha, 0.0)
-        self.epsilon = _check("policy.epsilon", epsilon, 0.0, 1.0)
-        self.ridge = _check("policy.ridge", ridge, 0.0, strict=True)
-        self.decay = _check("policy.decay", decay, 0.0, 1.0, strict=True)
+        self.lam = finite("policy.lam", lam, low=0.0)
+        self.alpha = finite("policy.alpha", alpha, low=0.0)
+        self.epsilon = finite("policy.epsilon", epsilon, low=0.0, high=1.0)
+        self.ridge = finite("policy.ridge", ridge, low=0.0, strict=True)
+        self.decay = finite("policy.decay", decay, low=0.0, high=1.0, strict=True)
         self.features = tuple(features)
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or not self.features or len(set(self.features)) != len(self.features):
@@ -179,7 +173,7 @@ class ContextualBandit(Policy):
             served = record.predictions.get(record.tier)
             full = record.predictions[self.full]
             if served is not None:
-                quality = 1.0 if _same(served.output, full.output) else 0.0
+                quality = 1.0 if same_output(served.output, full.output) else 0.0
         with self._lock:
             if quality is not None:
                 self._update(record.tier, x, quality - self.lam * cost)
@@ -243,15 +237,9 @@ class ContextualBandit(Policy):
         return f"ContextualBandit(tiers={list(self.tiers)}, lam={self.lam:g}, epsilon={self.epsilon:g})"
 
 
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return bool(a == b)
-
-
 def from_config(config: Mapping[str, Any], field: str = "policy") -> ContextualBandit:
     """The ``bandit`` policy kind: ``{"kind": "bandit", "tiers": [...], "lam": 0.05, "epsilon": 0.05, ...}``."""
-    from tierswitch.config import only_keys, section
+    from tierswitch.config import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})
@@ -265,4 +253,4 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> ContextualB
     try:
         return ContextualBandit(tiers, **kwargs)
     except ConfigError as exc:
-        raise ConfigError(field + exc.field.removeprefix("policy"), str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "policy", field) from exc

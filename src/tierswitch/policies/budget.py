@@ -32,6 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile, counters_from_config
@@ -42,16 +43,6 @@ __all__ = ["TARGETS", "BudgetController"]
 TARGETS = ("full_share", "mean_cost", "cost_rate", "latency_p95")
 _FIELDS = {"target", "value", "tiers", "window", "score_window", "gain", "integral_gain", "lower_split", "burst",
            "min_samples", "seed", "counters"}
-
-
-def _number(field: str, value: Any, *, low: float = 0.0, high: float = math.inf, strict: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(field, f"must be a finite number, got {value!r}")
-    if value < low or value > high or (strict and value == low):
-        side = ">" if strict else ">="
-        raise ConfigError(field, f"must be {side} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
-                          + f", got {value!r}")
-    return float(value)
 
 
 class BudgetController(Policy):
@@ -78,7 +69,7 @@ class BudgetController(Policy):
         if target not in TARGETS:
             raise ConfigError("policy.target", f"must be one of {list(TARGETS)}, got {target!r}")
         high = 1.0 if target == "full_share" else math.inf
-        self.value = _number("policy.value", value, high=high, strict=target != "full_share")
+        self.value = finite("policy.value", value, low=0.0, high=high, strict=target != "full_share")
         self.target = target
         self.tiers = tuple(tiers)
         if len(self.tiers) < 2 or len(set(self.tiers)) != len(self.tiers):
@@ -88,8 +79,8 @@ class BudgetController(Policy):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ConfigError(f"policy.{name}", f"must be a positive integer, got {v!r}")
         self.window, self.score_window = window, score_window
-        self.gain = _number("policy.gain", gain)
-        self.integral_gain = _number("policy.integral_gain", integral_gain)
+        self.gain = finite("policy.gain", gain, low=0.0)
+        self.integral_gain = finite("policy.integral_gain", integral_gain, low=0.0)
         split = [1.0] * (len(self.tiers) - 1) if lower_split is None else list(lower_split)
         if len(split) != len(self.tiers) - 1 or not all(
                 isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in split
@@ -97,7 +88,7 @@ class BudgetController(Policy):
             raise ConfigError("policy.lower_split", f"needs {len(self.tiers) - 1} non-negative weights, got {split}")
         self.lower_split = tuple(s / sum(split) for s in split)
         if target == "cost_rate":
-            self.burst = _number("policy.burst", 10.0 * self.value if burst is None else burst, strict=True)
+            self.burst = finite("policy.burst", 10.0 * self.value if burst is None else burst, low=0.0, strict=True)
         elif burst is not None:
             raise ConfigError("policy.burst", "only applies to the cost_rate target")
         else:
@@ -308,7 +299,7 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetContr
     """The ``budget`` policy kind: ``{"kind": "budget", "target": "full_share", "value": 0.3, "tiers": [...],
     "window": 1000, ..., "counters": {"kind": "redis", "name": ..., "url": ...}}``. Unknown keys are refused;
     every error names ``field`` plus the key at fault."""
-    from tierswitch.config import only_keys, section
+    from tierswitch.config import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})
@@ -323,4 +314,4 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetContr
         counters = counters_from_config(config.get("counters"))
         return BudgetController(config["target"], config["value"], counters=counters, **kwargs)
     except ConfigError as exc:
-        raise ConfigError(field + exc.field.removeprefix("policy"), str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "policy", field) from exc

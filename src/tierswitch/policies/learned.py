@@ -19,6 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.types import Decision, Features, RoutingContext
@@ -73,12 +74,6 @@ def as_tier_probabilities(model: Any) -> TierProbabilities:
                       "use an estimator fitted on per-tier outcomes, or wrap your model")
 
 
-def _probability(field: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ConfigError(field, f"must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
 class LearnedPolicy(Policy):
     """Pick a tier from ``model``'s per-tier probabilities of being right (see the module docstring).
 
@@ -100,14 +95,11 @@ class LearnedPolicy(Policy):
         if not self.tiers or len(set(self.tiers)) != len(self.tiers):
             raise ConfigError("policy.tiers", f"needs unique tier names, cheapest first, got {list(self.tiers)}")
         if isinstance(threshold, Mapping):
-            self.threshold = {t: _probability(f"policy.threshold.{t}", v) for t, v in threshold.items()}
+            self.threshold = {t: finite(f"policy.threshold.{t}", v, low=0.0, high=1.0) for t, v in threshold.items()}
         else:
-            value = _probability("policy.threshold", threshold)
+            value = finite("policy.threshold", threshold, low=0.0, high=1.0)
             self.threshold = dict.fromkeys(self.tiers, value)
-        if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float))
-                                or not math.isfinite(lam) or lam < 0):
-            raise ConfigError("policy.lam", f"must be a finite number >= 0, got {lam!r}")
-        self.lam = None if lam is None else float(lam)
+        self.lam = None if lam is None else finite("policy.lam", lam, low=0.0)
         self.costs = None if costs is None else {t: float(c) for t, c in costs.items()}
 
     def decide(self, ctx: RoutingContext) -> Decision:
@@ -164,7 +156,7 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> LearnedPoli
     """The ``learned`` policy kind: ``{"kind": "learned", "tiers": [...], "model": {estimator config},
     "threshold": 0.8}`` (or ``"lam": ...`` for the utility rule). ``model`` is built by
     ``tierswitch.config.estimator_from_config`` and must give per-tier probabilities."""
-    from tierswitch.config import estimator_from_config, only_keys, section
+    from tierswitch.config import estimator_from_config, only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})
@@ -186,10 +178,9 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> LearnedPoli
     if costs is not None:
         costs = section(costs, f"{field}.costs")
         for t, c in costs.items():
-            if isinstance(c, bool) or not isinstance(c, (int, float)) or not math.isfinite(c) or c < 0:
-                raise ConfigError(f"{field}.costs.{t}", f"must be a finite number >= 0, got {c!r}")
+            finite(f"{field}.costs.{t}", c, low=0.0)
     try:
         return LearnedPolicy(model, tiers, threshold=config.get("threshold", 0.8), lam=config.get("lam"),
                              costs=costs)
     except ConfigError as exc:
-        raise ConfigError(field + exc.field.removeprefix("policy"), str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "policy", field) from exc

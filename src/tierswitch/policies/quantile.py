@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 
 __all__ = ["Counters", "LocalCounters", "RedisCounters", "WindowCounters", "WindowQuantile", "counters_from_config"]
@@ -182,8 +183,7 @@ class RedisCounters:
             if not isinstance(value, str) or not value or any(c.isspace() for c in value):
                 raise ConfigError(field, f"must be a non-empty string without spaces, got {value!r}")
         for field, value in (("counters.window_s", window_s), ("counters.bucket_s", bucket_s)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(field, f"must be a number > 0, got {value!r}")
+            positive(field, value)
         if window_s < bucket_s:
             raise ConfigError("counters.window_s", f"must be >= bucket_s ({bucket_s}), got {window_s}")
         self.name, self.url, self.namespace = name, url, namespace

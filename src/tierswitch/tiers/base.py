@@ -20,7 +20,8 @@ import numpy as np
 from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure, TierswitchError
 from tierswitch.types import MODALITIES, Prediction
 
-__all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction"]
+__all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction",
+           "nonfinite_output", "same_output"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,23 @@ def finite_extremes(arr: np.ndarray) -> tuple[float, float] | None:
     return None
 
 
+def nonfinite_output(output: Any) -> str | None:
+    """What is not finite about a tier's ``output`` (a NaN/inf float, or a float or complex array holding one), or
+    None when nothing is. The tier boundary refuses such an output and the cache never stores one."""
+    if isinstance(output, float) and not math.isfinite(output):
+        return f"output is {output}"
+    if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and not np.isfinite(output).all():
+        return "output array holds NaN or inf"
+    return None
+
+
+def same_output(a: Any, b: Any) -> bool:
+    """Whether two tiers gave the same answer: arrays must match in shape and every element, anything else ``==``."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    return bool(a == b)
+
+
 def make_prediction(
     raw: RawOutput, tier: str, version: str, cost: float, latency_s: float
 ) -> Prediction:
@@ -128,12 +146,10 @@ def make_prediction(
         confidence = float(confidence)
         if not math.isfinite(confidence):
             raise NonFiniteOutput(tier, f"confidence is {confidence}")
-    output = raw.output
-    if isinstance(output, float) and not math.isfinite(output):
-        raise NonFiniteOutput(tier, f"output is {output}")
-    if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and not np.isfinite(output).all():
-        raise NonFiniteOutput(tier, "output array holds NaN or inf")
-    return Prediction(output, tier, version, cost, latency_s, probs, confidence)
+    problem = nonfinite_output(raw.output)
+    if problem is not None:
+        raise NonFiniteOutput(tier, problem)
+    return Prediction(raw.output, tier, version, cost, latency_s, probs, confidence)
 
 
 class Tier(ABC):
