@@ -187,3 +187,80 @@ def test_stream_buffer_validates_its_settings(client):
         RedisStreamBuffer(client, "", "g", "c")
     with pytest.raises(ConfigError):
         RedisStreamBuffer(client, "s", "g", "c", maxlen=0)
+
+
+def test_one_stream_buffer_shared_by_threads_hands_out_each_entry_once(client, redis_prefix):
+    """Two threads take and acknowledge through one buffer object while a producer adds entries; with
+    ``claim_idle_ms=0`` every take also tries to re-claim what the other thread holds in flight."""
+    total = 400
+    buf = _buffer(client, redis_prefix, claim_idle_ms=0)
+    buf.ensure_group()
+    producer = _buffer(client, redis_prefix, "producer")
+    got: list[list[int]] = [[], []]
+    lock = threading.Lock()
+
+    def consume(mine: list[int]) -> None:
+        while True:
+            with lock:
+                if len(got[0]) + len(got[1]) >= total:
+                    return
+            taken = buf.take(7, timeout_s=0.05)
+            with lock:
+                mine.extend(s.meta["i"] for s in taken.samples)
+            buf.ack(taken)
+
+    threads = [threading.Thread(target=consume, args=(g,), daemon=True) for g in got]
+    for t in threads:
+        t.start()
+    for start in range(0, total, 20):
+        producer.put_many(_sample(i) for i in range(start, start + 20))
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert sorted(got[0] + got[1]) == list(range(total)) and got[0] and got[1]
+    acked = _ids(client, redis_prefix)
+    assert len(acked) == len(set(acked)) == total and buf.pending() == 0
+
+
+def test_concurrent_steps_and_replays_on_a_stream_train_each_entry_once(client, redis_prefix):
+    """A Distiller whose steps take samples outside its training lock: two threads stepping and one replaying on
+    the same stream, while a producer adds entries. ``claim_idle_ms=0`` makes every take try to re-claim entries
+    still in flight in the other thread, so a missed in-flight check would train (and acknowledge) one twice."""
+    import torch
+
+    from tierswitch.distill import DistillConfig, Distiller
+    from tierswitch.distill.student import StudentSpec, student_tier
+
+    torch.set_num_threads(1)
+    total = 600
+    buf = _buffer(client, redis_prefix, claim_idle_ms=0)
+    config = DistillConfig(batch_size=8, holdout_share=0.2, eval_every=5, min_holdout=10, seed=0)
+    d = Distiller(student_tier(StudentSpec(3, (8,), 4), lambda x: x), buf, config)
+    producer = _buffer(client, redis_prefix, "producer")
+    consumed = lambda: d.counters["trained"] + d.counters["holdout"]  # noqa: E731
+    done = threading.Event()
+    failures: list[BaseException] = []
+
+    def run(work) -> None:
+        try:
+            while not done.is_set() and consumed() < total:
+                work()
+        except BaseException as exc:  # surfaced below: a thread's failure must fail the test
+            failures.append(exc)
+            done.set()
+
+    threads = [threading.Thread(target=run, args=(lambda: d.step(timeout_s=0.05, linger_s=0.01),)) for _ in range(2)]
+    threads.append(threading.Thread(target=run, args=(d.replay_step,)))
+    for t in threads:
+        t.start()
+    try:
+        for start in range(0, total, 25):
+            producer.put_many(_sample(i) for i in range(start, start + 25))
+    finally:
+        for t in threads:
+            t.join(60)
+        done.set()
+    assert not failures and not any(t.is_alive() for t in threads)
+    acked = _ids(client, redis_prefix)
+    assert consumed() == total and len(acked) == len(set(acked)) == total and buf.pending() == 0
+    assert d.counters["steps"] > 0 and d.counters["replay_steps"] > 0 and d.counters["errors"] == 0

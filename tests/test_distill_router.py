@@ -9,23 +9,31 @@ trained the base and full models, the streamed inputs, and the scored inputs are
 
 from __future__ import annotations
 
+import csv
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import train_test_split
+from sklearn.naive_bayes import MultinomialNB
+from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 
 from tierswitch import Cascade, Fixed, Router, SklearnTier
 from tierswitch.distill import DistillConfig, Distiller, DistillFeeder, MemoryBuffer, Sample
 from tierswitch.distill.student import StudentSpec, student_tier
+from tierswitch.errors import ConfigError
+from tierswitch.tiers.base import Capabilities
 
 torch.set_num_threads(1)
 SPEC = StudentSpec(64, (128,), 10, tuple(range(10)))
+BANKING = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "banking77"
 
 
 def _pool_4x4(batch) -> np.ndarray:
@@ -200,3 +208,56 @@ def test_shadow_sampling_measures_live_agreement_and_makes_samples(world):
     assert np.mean(base_out == truth) == pytest.approx(router.agreement["base"], abs=0.15)
     again = _shadow_run(base, full, stream, seed=1)[2]
     assert again.counters["shadow"] == n  # seeded: the same requests are shadowed
+
+
+def _banking(name: str) -> tuple[list[str], list[str]]:
+    with open(BANKING / name, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [r["text"] for r in rows], [r["category"] for r in rows]
+
+
+def test_a_mixed_modality_router_never_shadows_or_feeds_what_the_full_tier_cannot_accept(world):
+    """Text tiers (banking77) and tabular tiers (digits) behind one router, one feeder per family with shadow rate 1:
+    each feeder shadows and feeds only its own family's inputs (and no text longer than its full tier's cap)."""
+    base, full, stream, _, _ = world
+    x_text, y_text = _banking("train.csv")
+    text_base = make_pipeline(CountVectorizer(max_features=400), MultinomialNB()).fit(x_text, y_text)
+    text_full = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2), SGDClassifier(
+        loss="log_loss", alpha=1e-5, max_iter=10, tol=None, random_state=0)).fit(x_text, y_text)
+    text, tab, cap = Capabilities.of("text"), Capabilities.of("tabular"), 12  # the text full tier's token cap
+    tiers = [SklearnTier("base-text", text_base, capabilities=text, cost=1.0),
+             SklearnTier("base-digits", base, preprocess=_pool_4x4, capabilities=tab, cost=1.0),
+             SklearnTier("full-text", text_full, capabilities=Capabilities.of("text", max_length=cap), cost=10.0),
+             SklearnTier("full-digits", full, preprocess=np.stack, capabilities=tab, cost=10.0)]
+    router = Router(tiers, Cascade({"base-text": 0.5, "base-digits": 0.9}), cache=None)
+    feeders = {name: DistillFeeder(MemoryBuffer(), student_input, full_tier=f"full-{name}", shadow_rate=1.0)
+               .attach(router) for name, student_input in (("digits", _features), ("text", None))}
+    records = []
+    router.add_hook(records.append)
+    questions = _banking("test.csv")[0][::10][:150]
+    for x, q in zip(stream[:150], questions):  # interleaved traffic
+        router(x, modality="tabular")
+        router(q)
+    for feeder in feeders.values():
+        assert feeder.flush(60)
+        feeder.stop()
+    texts = [r for r in records if r.request.modality == "text"]
+    fits = [r for r in texts if r.features.length <= cap]
+    assert len(texts) == 150 and 20 <= len(fits) <= 130  # both sides of the cap are exercised
+    digits, words = feeders["digits"], feeders["text"]
+    # every tabular request gives a sample (full-tier answer or shadow); no text ever reached the digits model
+    assert digits.counters["samples"] == 150 and digits.counters["unaccepted"] == len(texts)
+    assert all(s.x.shape == (64,) for s in digits.buffer.take(1000).samples)
+    # the text feeder: only texts within the cap; tabular inputs (answered by a digits tier, even the full one)
+    # and over-long texts are counted, never sent to the text model
+    assert words.counters["samples"] == len(fits) and words.counters["unaccepted"] == 150 + len(texts) - len(fits)
+    fed = words.buffer.take(1000).samples
+    assert {s.raw for s in fed} == {r.request.payload for r in fits} and all(isinstance(s.raw, str) for s in fed)
+    for feeder in feeders.values():
+        assert feeder.counters["errors"] == 0 and feeder.counters["dropped"] == 0
+    # live agreement: each base tier measured against its own family's full tier only
+    assert router.live_agreement.samples("base-digits") == digits.counters["shadow"] > 0
+    assert router.live_agreement.samples("base-text") == words.counters["shadow"] > 0
+    assert router.stats.snapshot().get("hook_errors", 0) == 0
+    with pytest.raises(ConfigError, match="full-image"):
+        DistillFeeder(MemoryBuffer(), full_tier="full-image").attach(router)

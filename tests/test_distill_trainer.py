@@ -1,8 +1,11 @@
 """The Distiller driven synchronously on real data (scikit-learn's digits): it learns, the gate promotes only real
 gains, a poisoned teacher never gets a student promoted, NaN batches are skipped, the holdout is never trained on;
-plus the gate's statistics and compression of the student."""
+waiting for samples never blocks replay or the gate from another thread; the configured replay ratio holds under
+continuous fresh traffic; plus the gate's statistics and compression of the student."""
 
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 import pytest
@@ -118,6 +121,68 @@ def test_non_finite_samples_and_losses_are_skipped_and_never_published(digits):
     assert d.events == [] and tier.version == "0"
 
 
+class _WatchedBuffer(MemoryBuffer):
+    """A real MemoryBuffer that signals when a take starts waiting for samples and when it returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+        self.returned = threading.Event()
+
+    def take(self, n, timeout_s=0.0, linger_s=0.0):
+        if timeout_s > 0:
+            self.waiting.set()
+        try:
+            return super().take(n, timeout_s, linger_s)
+        finally:
+            self.returned.set()
+
+
+def test_replay_and_gate_from_another_thread_never_wait_for_a_take(digits):
+    _, X_stream, probs, _, _ = digits
+    samples = [Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream, probs)]
+    buf = _WatchedBuffer()
+    buf.reservoir.add(samples[:200])  # replayable history; nothing fresh waits
+    d = Distiller(student_tier(SPEC, _identity, seed=0), buf, _config(holdout_share=0.0))
+    consumed: list[int] = []
+    stepper = threading.Thread(target=lambda: consumed.append(d.step(timeout_s=60.0)), daemon=True)
+    stepper.start()
+    assert buf.waiting.wait(10)  # step() is now inside buffer.take(), waiting on an empty buffer
+    done, results = threading.Event(), []
+
+    def other() -> None:
+        results.append(d.replay_step())
+        results.append(d.gate())
+        done.set()
+
+    threading.Thread(target=other, daemon=True).start()
+    try:
+        assert done.wait(10), "replay_step()/gate() waited for the take of step() in another thread"
+        assert not buf.returned.is_set()  # ... which was still waiting for samples all along
+        assert results[0] is True and d.counters["replay_steps"] == 1
+        assert results[1].n == 0 and not results[1].promote  # the gate ran (on an empty holdout)
+    finally:
+        buf.put_many(samples[200:232])  # now the waiting step gets its batch
+        stepper.join(30)
+    assert consumed == [32] and d.counters["steps"] == 1 and d.counters["trained"] == 32
+
+
+@pytest.mark.parametrize("ratio", [0.5, 2.0])
+def test_the_replay_ratio_holds_under_continuous_fresh_traffic(digits, ratio):
+    _, X_stream, probs, _, _ = digits
+    buf = MemoryBuffer()
+    buf.reservoir.add(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream[:64], probs[:64]))
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream[64:], probs[64:]))
+    d = Distiller(student_tier(SPEC, _identity, seed=0), buf, _config(replay_ratio=ratio, idle_replay=4))
+    # the loop of the background thread, stopped once the buffer is empty: at every turn fresh samples waited, so
+    # the trainer never went idle and every replay-only step was taken under traffic
+    d.run_until(lambda: len(buf) == 0)
+    steps, replay = d.counters["steps"], d.counters["replay_steps"]
+    assert d.counters["trained"] + d.counters["holdout"] == len(X_stream) - 64 and steps >= 20
+    # the last fresh step's share is still owed when the loop stops; every earlier one was paid
+    assert ratio * steps - ratio - 1 < replay <= ratio * steps, (steps, replay)
+
+
 def test_gate_statistics():
     cfg = GateConfig(margin=0.01, z=2.5, min_samples=100)
     labels = np.arange(400) % 10
@@ -148,6 +213,11 @@ def test_config_validation_names_the_field():
     with pytest.raises(ConfigError) as info:
         DistillConfig(replay_share=0.95)
     assert info.value.field == "distill.replay_share"
+    for bad in (-0.5, 101, float("nan"), True, "1"):
+        with pytest.raises(ConfigError) as info:
+            DistillConfig(replay_ratio=bad)
+        assert info.value.field == "distill.replay_ratio" and "replay steps per fresh step" in str(info.value)
+    assert DistillConfig(replay_ratio=0).replay_ratio == 0
     assert DistillConfig.from_dict(DistillConfig(lr=0.01).to_dict()) == DistillConfig(lr=0.01)
 
 

@@ -17,7 +17,10 @@ class DistillConfig:
     """Trainer settings.
 
     batch_size: fresh samples per step; replay_share: share of each mini-batch drawn from the replay reservoir;
-    idle_replay: replay-only steps allowed per fresh step while no fresh samples wait (0 disables);
+    replay_ratio: replay-only steps the background trainer takes per fresh step, even while fresh samples wait, so
+    the replay share holds under steady traffic (0.5: one every other fresh step; 0 disables; at most 100);
+    idle_replay: replay-only steps per fresh step the trainer may reach, counting the replay_ratio ones, while no
+    fresh samples wait (0: none beyond replay_ratio);
     lr / weight_decay: AdamW; temperature / alpha / mse_weight: the loss (see ``distill.loss``); use_truth: train
     the hard term on ground truth when a sample has it; grad_clip: max gradient norm (0 disables);
     eval_every: gate every K optimizer steps; holdout_share / holdout_size: share of fresh samples set aside (never
@@ -29,6 +32,7 @@ class DistillConfig:
 
     batch_size: int = 32
     replay_share: float = 0.25
+    replay_ratio: float = 1.0
     idle_replay: int = 2
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -65,6 +69,10 @@ class DistillConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise ConfigError(f"distill.{name}", f"must be a number in [{lo}, {hi}], got {value!r}")
+        ratio = self.replay_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 100.0:
+            raise ConfigError("distill.replay_ratio", f"must be a number in [0, 100] (replay steps per fresh step), "
+                                                      f"got {ratio!r}")
         for name in ("lr", "temperature", "take_timeout_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:

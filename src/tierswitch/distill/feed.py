@@ -6,6 +6,8 @@ dropped and counted, so a request is never blocked nor failed. A background thre
 - a request the full tier answered (or escalated to) gives a sample from that answer;
 - shadow sampling: with probability ``shadow_rate`` (seeded), a request a cheaper tier answered is also sent to the
   full tier; the pair gives a sample and a live agreement measurement (``router.observe_agreement``).
+A request the full tier cannot accept (``router.tiers[full].accepts(modality, length)`` is false: another modality
+in a mixed router, or too long) is neither shadowed nor fed; it is counted in ``counters["unaccepted"]``.
 """
 
 from __future__ import annotations
@@ -67,7 +69,8 @@ class DistillFeeder:
         self._index = {c: i for i, c in enumerate(self.classes)} if self.classes is not None else None
         self.truth_key = truth_key
         self.max_batch = max_batch
-        self.counters = {"queued": 0, "dropped": 0, "samples": 0, "shadow": 0, "agreed": 0, "errors": 0}
+        self.counters = {"queued": 0, "dropped": 0, "samples": 0, "shadow": 0, "agreed": 0, "unaccepted": 0,
+                         "errors": 0}
         self._rng = random.Random(seed)
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
@@ -78,6 +81,9 @@ class DistillFeeder:
 
     def attach(self, router: Any) -> DistillFeeder:
         """Bind to ``router`` (for shadow calls and agreement) and register as its hook."""
+        if self.full_tier is not None and self.full_tier not in router.tiers:
+            raise ConfigError("distill.full_tier", f"unknown tier {self.full_tier!r}; the router has "
+                                                   f"{list(router.tiers)}")
         self.router = router
         router.add_hook(self)
         return self
@@ -98,12 +104,17 @@ class DistillFeeder:
         full = self.full_tier or (self.router.full if self.router is not None else None)
         truth = record.meta.get(self.truth_key) if record.meta else None
         teacher = record.predictions.get(full) if full else None
-        if teacher is not None:
-            item: _Item = ("full", record.request.payload, teacher, None, truth)
-        else:
+        cheap: Prediction | None = None
+        if teacher is None:
             cheap = record.predictions.get(record.tier)
             if cheap is None or self.router is None or self.shadow_rate <= 0:
                 return
+        if not self._full_accepts(full, record):  # checked before the draw: other modalities leave the seeded
+            self.counters["unaccepted"] += 1  # sequence of shadow draws untouched
+            return
+        if teacher is not None:
+            item: _Item = ("full", record.request.payload, teacher, None, truth)
+        else:
             with self._cond:
                 draw = self._rng.random()
             if draw >= self.shadow_rate:
@@ -118,6 +129,15 @@ class DistillFeeder:
             self._cond.notify()
         if self._thread is None:
             self.start()
+
+    def _full_accepts(self, full: str | None, record: DecisionRecord) -> bool:
+        """Whether the full tier may take this request's input (its capabilities, as the router checks them)."""
+        tier = self.router.tiers.get(full) if self.router is not None and full else None
+        if tier is None:  # no router to ask (the full tier answered, so it accepted) or a name _process reports
+            return True
+        if record.features is None:
+            return full in record.capable
+        return bool(tier.accepts(record.request.modality, record.features.length))
 
     # -- the background side --------------------------------------------------------------------------------
     def start(self) -> DistillFeeder:

@@ -13,6 +13,7 @@ backlog you accept. Trimmed-while-pending and corrupt entries are acknowledged a
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -71,6 +72,12 @@ class RedisStreamBuffer(Buffer):
         self._claim_cursor = "0-0"
         self._own_cursor = "0-0"
         self._inflight: set[str] = set()
+        # One take at a time (a pending entry read by one take must be in _inflight before another take sees it).
+        # _state_lock guards the cursors and _inflight across a non-blocking read and its bookkeeping, and across
+        # an XACK and forgetting the ids, so an entry acknowledged by one thread is never re-claimed by a take in
+        # another; it is never held across a blocking read, so an ack never waits for new samples.
+        self._take_lock = threading.Lock()
+        self._state_lock = threading.Lock()
 
     # -- producer side --------------------------------------------------------------------------------------
     def put_many(self, samples: Iterable[Sample]) -> int:
@@ -100,30 +107,35 @@ class RedisStreamBuffer(Buffer):
         """Up to ``n`` entries: first this consumer's own unacknowledged ones (after a restart), then entries idle
         longer than ``claim_idle_ms`` in other consumers' lists (``XAUTOCLAIM``), then new ones."""
         self.ensure_group()
+        with self._take_lock:
+            return self._take(n, timeout_s, linger_s)
+
+    def _take(self, n: int, timeout_s: float, linger_s: float) -> Taken:
         taken = Taken([], [])
-        if not self._own_pending_done:
-            # an explicit id reads this consumer's own pending entries after it, without blocking
-            reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: self._own_cursor}, count=n)
-            entries = reply[0][1] if reply else []
-            self._collect(entries, taken, "redelivered")
-            if entries:
-                self._own_cursor = _sid(entries[-1][0])
-            else:
-                self._own_pending_done = True
-        if len(taken) < n:
-            self._autoclaim(n - len(taken), taken)
+        with self._state_lock:
+            if not self._own_pending_done:
+                # an explicit id reads this consumer's own pending entries after it, without blocking
+                reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: self._own_cursor}, count=n)
+                entries = reply[0][1] if reply else []
+                self._collect(entries, taken, "redelivered")
+                if entries:
+                    self._own_cursor = _sid(entries[-1][0])
+                else:
+                    self._own_pending_done = True
+            if len(taken) < n:
+                self._autoclaim(n - len(taken), taken)
         if len(taken) < n:
             block = int(timeout_s * 1000) if timeout_s > 0 and not taken.samples else None
-            reply = self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=n - len(taken), block=block
-            )
-            self._collect(reply[0][1] if reply else [], taken, None)
+            self._read_new(n - len(taken), block, taken)
         if taken.samples and len(taken) < n and linger_s > 0:  # a trickle: give the batch one chance to fill
-            reply = self.client.xreadgroup(
-                self.group, self.consumer, {self.stream: ">"}, count=n - len(taken), block=int(linger_s * 1000)
-            )
-            self._collect(reply[0][1] if reply else [], taken, None)
+            self._read_new(n - len(taken), int(linger_s * 1000), taken)
         return taken
+
+    def _read_new(self, n: int, block: int | None, taken: Taken) -> None:
+        """Entries never delivered to any consumer (``>``): blocking for them needs no lock."""
+        reply = self.client.xreadgroup(self.group, self.consumer, {self.stream: ">"}, count=n, block=block)
+        with self._state_lock:
+            self._collect(reply[0][1] if reply else [], taken, None)
 
     def _autoclaim(self, n: int, taken: Taken) -> None:
         reply = self.client.xautoclaim(
@@ -163,8 +175,9 @@ class RedisStreamBuffer(Buffer):
 
     def ack(self, taken: Taken) -> None:
         if taken.ids:
-            self._ack_ids(taken.ids)
-            self._inflight.difference_update(taken.ids)
+            with self._state_lock:
+                self._ack_ids(taken.ids)
+                self._inflight.difference_update(taken.ids)
 
     def _ack_ids(self, ids: list[str]) -> None:
         pipe = self.client.pipeline(transaction=True)  # XACK and the audit record land together or not at all

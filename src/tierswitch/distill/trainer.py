@@ -2,7 +2,9 @@
 
 ``step()`` is synchronous (tests drive it directly); ``start()``/``stop()`` run it in a background thread with its
 own torch thread budget, so serving keeps its cores. The trainer owns a training copy of the student; the tier keeps
-serving its own module until a promotion swaps a snapshot in atomically and bumps the tier's version.
+serving its own module until a promotion swaps a snapshot in atomically and bumps the tier's version. A step waits
+for samples outside the training lock, so ``replay_step()`` or ``gate()`` from another thread waits at most for a
+training step in progress, never for samples.
 """
 
 from __future__ import annotations
@@ -78,10 +80,15 @@ class Distiller:
         self._rng = random.Random(self.config.seed)
         self._model: nn.Module | None = None
         self._optimizer: torch.optim.Optimizer | None = None
+        # _lock guards the training copy, optimizer, holdout and counters, and is held only while computing;
+        # _take_lock serialises takes (a buffer's cursors) and is never held while training, so replay_step() and
+        # gate() from another thread never wait for a take that is waiting for samples.
         self._lock = threading.Lock()
+        self._take_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._replay_credit = 0
+        self._replay_due = 0.0  # replay-only steps owed by fresh steps (replay_ratio each), paid even under traffic
+        self._replay_credit = 0.0  # extra replay-only steps allowed while no fresh samples wait (up to idle_replay)
         self._idle = threading.Condition()
         self._empty_takes = 0
 
@@ -114,10 +121,15 @@ class Distiller:
         more for the batch to fill), drop (and count) any holding NaN/inf, set a share aside for the holdout,
         train one mini-batch (plus replay), acknowledge the samples, and run the gate every ``eval_every`` steps.
         Returns the number of fresh samples consumed (0 when none waited)."""
-        with self._lock:
+        return self._step(timeout_s, linger_s)[0]
+
+    def _step(self, timeout_s: float, linger_s: float) -> tuple[int, bool]:
+        """``step``, also telling whether a fresh optimizer step was taken."""
+        with self._take_lock:  # wait for samples without the training lock
             taken = self.buffer.take(self.config.batch_size, timeout_s, linger_s)
-            if not taken.samples:
-                return 0
+        if not taken.samples:
+            return 0, False
+        with self._lock:
             steps_before = self.counters["steps"] + self.counters["replay_steps"]
             train: list[Sample] = []
             for sample in taken.samples:
@@ -128,21 +140,24 @@ class Distiller:
                     self.counters["holdout"] += 1
                 else:
                     train.append(sample)
+            trained = False
             if train:
                 cfg = self.config
                 n_replay = math.ceil(cfg.replay_share * len(train) / (1.0 - cfg.replay_share))
                 replay = self.buffer.replay(n_replay) if n_replay else []
-                if self._train(train + replay, replay_only=False):
+                trained = self._train(train + replay, replay_only=False)
+                if trained:
                     self.buffer.reservoir.add(train)  # a batch that blew up is not replayed either
                 self.counters["trained"] += len(train)  # fresh samples consumed by training (replay not counted)
                 self.counters["replayed"] += len(replay)
-                self._replay_credit = min(self._replay_credit + cfg.idle_replay, 10 * cfg.idle_replay)
-            self.buffer.ack(taken)  # only now: a crash before this line leaves them pending for redelivery
-            self._maybe_gate(steps_before)  # after the ack, so a promotion never includes unacknowledged samples
-            return len(taken.samples)
+            # only now, and before the lock is released: a crash before this line leaves the samples pending for
+            # redelivery, and no gate (from any thread) sees weights trained on unacknowledged samples
+            self.buffer.ack(taken)
+            self._maybe_gate(steps_before)
+            return len(taken.samples), trained
 
     def replay_step(self) -> bool:
-        """One optimizer step on reservoir samples only (used while no fresh samples wait). False if none."""
+        """One optimizer step on reservoir samples only. False if the reservoir holds less than a batch."""
         with self._lock:
             batch = self.buffer.replay(self.config.batch_size)
             if len(batch) < self.config.batch_size:
@@ -182,11 +197,15 @@ class Distiller:
     def _maybe_gate(self, steps_before: int) -> None:
         total = self.counters["steps"] + self.counters["replay_steps"]
         if total != steps_before and total % self.config.eval_every == 0:
-            self.gate()
+            self._gate()
 
     # -- gate and promotion ---------------------------------------------------------------------------------
     def holdout(self) -> tuple[np.ndarray, np.ndarray]:
         """The current holdout: features (n, input_dim) and teacher hard labels (n,)."""
+        with self._lock:
+            return self._holdout_arrays()
+
+    def _holdout_arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if not self._holdout:
             return np.zeros((0, self.spec.input_dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
         xs, ys = zip(*self._holdout)
@@ -194,8 +213,12 @@ class Distiller:
 
     def gate(self) -> GateResult:
         """Score candidate and serving student on the holdout; promote when the gate says so."""
+        with self._lock:  # never while a step changes the weights (a promotion snapshots them)
+            return self._gate()
+
+    def _gate(self) -> GateResult:
         model = self._ensure_model()
-        x, y = self.holdout()
+        x, y = self._holdout_arrays()
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         serving_module, _ = self.tier.snapshot()
         with torch.inference_mode():
@@ -259,21 +282,33 @@ class Distiller:
             self._thread = None
 
     def run_until(self, should_stop: Callable[[], bool]) -> None:
-        """The loop the background thread (and the distill worker process) runs: fresh samples first; while none
-        wait, spend the replay credit (``idle_replay`` steps per fresh step); then block on the buffer."""
+        """The loop the background thread (and the distill worker process) runs. After each fresh optimizer step
+        it owes ``replay_ratio`` replay-only steps and pays them before the next take, so the replay share holds
+        under steady traffic too; while no fresh samples wait it may replay more, up to ``idle_replay`` replay
+        steps per fresh step in all; then it blocks on the buffer."""
         torch.set_num_threads(self.config.num_threads)  # this thread only: serving threads keep theirs
         cfg = self.config
+        idle_extra = max(0.0, cfg.idle_replay - cfg.replay_ratio)
         while not should_stop():
             try:
-                credit = self._replay_credit > 0
-                if self.step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s):
+                if self._replay_due >= 1.0 - 1e-9:  # owed replay first, even while fresh samples wait
+                    self._replay_due -= 1.0
+                    if not self.replay_step():
+                        self._replay_due = 0.0  # the reservoir holds less than a batch yet: nothing to replay
+                    continue
+                credit = self._replay_credit >= 1.0 - 1e-9
+                consumed, trained = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
+                if trained:
+                    self._replay_due += cfg.replay_ratio
+                    self._replay_credit = min(self._replay_credit + idle_extra, 10.0 * cfg.idle_replay)
+                if consumed:
                     continue
                 if credit:
-                    self._replay_credit -= 1
+                    self._replay_credit -= 1.0
                     if not self.replay_step():
-                        self._replay_credit = 0
+                        self._replay_credit = 0.0
                     continue
-                with self._idle:  # nothing fresh and no replay credit: the trainer is idle
+                with self._idle:  # nothing fresh and no replay owed or allowed: the trainer is idle
                     self._empty_takes += 1
                     self._idle.notify_all()
             except Exception as exc:  # a Redis hiccup or a bad sample must not kill the trainer
@@ -282,7 +317,7 @@ class Distiller:
                 self._stop.wait(1.0)
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
-        """Block until the background trainer is idle (no fresh sample, no replay credit) on a take that began
+        """Block until the background trainer is idle (no fresh sample, no replay owed or allowed) on a take that began
         after this call, so everything put before the call has been trained on; False on timeout."""
         with self._idle:
             start = self._empty_takes
