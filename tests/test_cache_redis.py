@@ -43,7 +43,7 @@ def test_key_layout_and_msgpack_envelope(cache: RedisCache, raw: redis.Redis, re
     assert cache.key("distilled", "v7", "abc123") == key
     env = msgpack.unpackb(raw.get(key), raw=False, strict_map_key=False)  # plain msgpack, never pickle
     assert env[0] == SCHEMA_VERSION and env[1] == "out" and env[5:7] == ["distilled", "v7"]
-    assert isinstance(env[2], msgpack.ExtType), "arrays travel as raw bytes, not lists"
+    assert isinstance(env[2], bytes) and env[9:] == ["<f8", [2]], "arrays travel as raw bytes, not lists"
 
 
 def test_ttl_is_set_in_milliseconds_and_entries_expire(redis_url: str, redis_prefix: str, raw: redis.Redis) -> None:
@@ -149,15 +149,18 @@ def test_arrays_round_trip_bit_exact(cache: RedisCache, array: np.ndarray) -> No
     "planted",
     [
         b"\xc1 definitely not msgpack",
-        pack([SCHEMA_VERSION + 1, "x", None, None, 1.0, "full", "1", 0.0, 0.0]),
+        pack([SCHEMA_VERSION + 1, "x", None, None, 1.0, "full", "1", 0.0, 0.0, None, None]),
         pack({"output": "x"}),
-        pack([SCHEMA_VERSION, "x", None, None, "cheap", "full", "1", 0.0, 0.0]),
+        pack([SCHEMA_VERSION, "x", None, None, "cheap", "full", "1", 0.0, 0.0, None, None]),
+        pack([SCHEMA_VERSION, "x", b"\x00" * 7, None, 1.0, "full", "1", 0.0, 0.0, "<f8", [1]]),
+        pack([SCHEMA_VERSION, "x", b"\x00" * 8, None, 1.0, "full", "1", 0.0, 0.0, "|O", [1]]),
         encode(prediction("x", "base", "1"), 0.0),  # a valid envelope of another tier must not be served here
         encode(prediction("x", "full", "2"), 0.0),
         encode(prediction("x"), 0.0)[:-3],
         encode(prediction("x"), 0.0) + b"\x00",
     ],
-    ids=["garbage", "future-schema", "map", "bad-cost", "other-tier", "other-version", "truncated", "trailing"],
+    ids=["garbage", "future-schema", "map", "bad-cost", "torn-probs", "object-dtype", "other-tier", "other-version",
+         "truncated", "trailing"],
 )
 def test_corrupt_value_under_a_live_key_is_a_miss_deleted_and_counted(
     cache: RedisCache, raw: redis.Redis, planted: bytes, caplog: pytest.LogCaptureFixture

@@ -13,32 +13,25 @@ import numpy as np
 
 from tierswitch.errors import UnsupportedInput
 
-__all__ = ["ARRAY_EXT", "pack", "unpack"]
+__all__ = ["ARRAY_EXT", "array_from_parts", "array_parts", "pack", "unpack"]
 
 ARRAY_EXT = 1
 _ALLOWED_KINDS = "biufc"  # bool, signed, unsigned, float, complex: fixed-size, no Python objects
 
 
-def _default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind not in _ALLOWED_KINDS:
-            raise UnsupportedInput(f"cannot serialise an array of dtype {obj.dtype}; use a numeric dtype")
-        body = msgpack.packb([obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()])
-        return msgpack.ExtType(ARRAY_EXT, body)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    raise UnsupportedInput(f"cannot serialise {type(obj).__name__}; use str, numbers, lists, dicts or arrays")
+def array_parts(arr: np.ndarray) -> tuple[str, list[int], bytes]:
+    """(dtype string, shape, raw bytes) of a numeric array: how arrays travel, here and in cache envelopes."""
+    if arr.dtype.kind not in _ALLOWED_KINDS:
+        raise UnsupportedInput(f"cannot serialise an array of dtype {arr.dtype}; use a numeric dtype")
+    return arr.dtype.str, list(arr.shape), np.ascontiguousarray(arr).tobytes()
 
 
 _DTYPES: dict[str, np.dtype] = {}  # dtype string -> allowed dtype; only a few dozen numeric strings exist
 
 
-def _ext_hook(code: int, data: bytes) -> Any:
-    if code != ARRAY_EXT:
-        raise ValueError(f"unknown msgpack extension type {code}")
-    dtype, shape, raw = msgpack.unpackb(data)
+def array_from_parts(dtype: str, shape: list[int], raw: bytes) -> np.ndarray:
+    """The read-only array ``array_parts`` described. Raises ``ValueError`` (or TypeError) on a refused dtype,
+    a shape that does not match the bytes, or parts of the wrong type."""
     dt = _DTYPES.get(dtype)
     if dt is None:
         dt = np.dtype(dtype)
@@ -49,6 +42,23 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if len(shape) != 1 or shape[0] != arr.size:
         arr = arr.reshape(shape)
     return arr
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return msgpack.ExtType(ARRAY_EXT, msgpack.packb(array_parts(obj)))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise UnsupportedInput(f"cannot serialise {type(obj).__name__}; use str, numbers, lists, dicts or arrays")
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != ARRAY_EXT:
+        raise ValueError(f"unknown msgpack extension type {code}")
+    dtype, shape, raw = msgpack.unpackb(data)
+    return array_from_parts(dtype, shape, raw)
 
 
 def pack(obj: Any) -> bytes:

@@ -142,26 +142,37 @@ class Cache(ABC):
         except CacheError as exc:
             self._count_error(keys, exc)
             return [None] * len(keys)
+        # Decode outside the stats lock (decoding is the costly part of a batch, and threads must not queue on
+        # it); then count everything under the lock at once.
         results: list[Prediction | None] = []
+        sizes: list[int] = []
         corrupt: list[CacheKey] = []
+        decode = self._decode
+        for key, value in zip(keys, stored):
+            if value is None:
+                results.append(None)
+                sizes.append(-1)
+                continue
+            try:
+                prediction, size = decode(key, value)
+            except CorruptCacheValue:
+                corrupt.append(key)
+                results.append(None)
+                sizes.append(-2)
+                continue
+            results.append(prediction)
+            sizes.append(size)
+        tiers = self.stats.tiers
         with self._stats_lock:
-            for key, value in zip(keys, stored):
-                stats = self.stats.tiers[key[0]]
-                if value is None:
+            for key, size in zip(keys, sizes):
+                stats = tiers[key[0]]
+                if size >= 0:
+                    stats.hits += 1
+                    stats.bytes_read += size
+                else:
                     stats.misses += 1
-                    results.append(None)
-                    continue
-                try:
-                    prediction, size = self._decode(key, value)
-                except CorruptCacheValue:
-                    stats.misses += 1
-                    stats.corrupt += 1
-                    corrupt.append(key)
-                    results.append(None)
-                    continue
-                stats.hits += 1
-                stats.bytes_read += size
-                results.append(prediction)
+                    if size == -2:
+                        stats.corrupt += 1
         if corrupt:
             self._warn(f"deleted {len(corrupt)} corrupt cache value(s), e.g. {corrupt[0]}")
             try:

@@ -1,10 +1,12 @@
 """The versioned msgpack envelope that carries one ``Prediction`` in a shared cache.
 
-A value is a msgpack array ``[schema, output, probs, confidence, cost, tier, tier_version, latency_s, created_at]``.
+A value is a msgpack array ``[schema, output, probs, confidence, cost, tier, tier_version, latency_s, created_at,
+probs_dtype, probs_shape]``, where ``probs`` is the raw bytes of the class probabilities (or nil).
 An array (not a map) keeps values small and decoding fast; ``schema`` comes first so a reader can refuse a layout
-it does not know. Numpy arrays (``probs``, array outputs) travel as raw bytes with dtype and shape through
-``tierswitch.serialization`` and come back read-only and bit-exact. Nothing is pickled. Tuples come back as lists
-(msgpack has one sequence type).
+it does not know. The probabilities travel inline as raw bytes with their dtype and shape in the last two fields
+(no nested decode on the hot path: a batch read decodes one envelope per key); array outputs travel as raw bytes
+through ``tierswitch.serialization``; both come back read-only and bit-exact. Nothing is pickled. Tuples come
+back as lists (msgpack has one sequence type).
 """
 
 from __future__ import annotations
@@ -12,16 +14,14 @@ from __future__ import annotations
 from math import isfinite
 from typing import Any
 
-import numpy as np
-
 from tierswitch.errors import CorruptCacheValue
-from tierswitch.serialization import pack, unpack
+from tierswitch.serialization import array_from_parts, array_parts, pack, unpack
 from tierswitch.types import Prediction
 
 __all__ = ["SCHEMA_VERSION", "decode", "encode"]
 
-SCHEMA_VERSION = 1
-_FIELDS = 9
+SCHEMA_VERSION = 2
+_FIELDS = 11
 
 
 def encode(prediction: Prediction, created_at: float) -> bytes:
@@ -31,17 +31,22 @@ def encode(prediction: Prediction, created_at: float) -> bytes:
     array); callers that cache treat that as "not storable".
     """
     confidence = prediction.confidence
+    dtype = shape = raw = None
+    if prediction.probs is not None:
+        dtype, shape, raw = array_parts(prediction.probs)
     return pack(
         [
             SCHEMA_VERSION,
             prediction.output,
-            prediction.probs,
+            raw,
             None if confidence is None else float(confidence),
             float(prediction.cost),
             prediction.tier,
             prediction.tier_version,
             float(prediction.latency_s),
             float(created_at),
+            dtype,
+            shape,
         ]
     )
 
@@ -58,12 +63,12 @@ def decode(data: bytes) -> tuple[Prediction, float]:
         raise CorruptCacheValue(f"cache value is not a valid msgpack envelope ({type(exc).__name__}: {exc})") from exc
     if type(env) is not list or len(env) != _FIELDS or env[0] != SCHEMA_VERSION:
         raise CorruptCacheValue(_what_is_wrong(env))
-    _, output, probs, confidence, cost, tier, version, latency, created_at = env
+    _, output, raw, confidence, cost, tier, version, latency, created_at, dtype, shape = env
     # One combined check on the hot path (a hit decodes in a few microseconds); the message is built only on failure.
     if (
         type(tier) is not str
         or type(version) is not str
-        or (probs is not None and type(probs) is not np.ndarray)
+        or (raw is not None and (type(raw) is not bytes or type(dtype) is not str or type(shape) is not list))
         or type(cost) is not float
         or type(latency) is not float
         or type(created_at) is not float
@@ -71,6 +76,12 @@ def decode(data: bytes) -> tuple[Prediction, float]:
         or (confidence is not None and (type(confidence) is not float or not isfinite(confidence)))
     ):
         raise CorruptCacheValue(_what_is_wrong(env))
+    probs = None
+    if raw is not None:
+        try:
+            probs = array_from_parts(dtype, shape, raw)
+        except (ValueError, TypeError) as exc:
+            raise CorruptCacheValue(f"cache envelope field 'probs' does not decode: {exc}") from exc
     return Prediction(output, tier, version, cost, latency, probs, confidence), created_at
 
 
@@ -84,13 +95,17 @@ def _what_is_wrong(env: Any) -> str:
         )
     if len(env) != _FIELDS:
         return f"cache envelope has {len(env)} fields, schema {SCHEMA_VERSION} has {_FIELDS}"
-    names = ("schema", "output", "probs", "confidence", "cost", "tier", "tier_version", "latency_s", "created_at")
+    names = ("schema", "output", "probs", "confidence", "cost", "tier", "tier_version", "latency_s", "created_at",
+             "probs_dtype", "probs_shape")
     fields = dict(zip(names, env))
     for name in ("tier", "tier_version"):
         if not isinstance(fields[name], str):
             return f"cache envelope field {name!r} is {fields[name]!r}, expected a string"
-    if fields["probs"] is not None and not isinstance(fields["probs"], np.ndarray):
-        return f"cache envelope field 'probs' is a {type(fields['probs']).__name__}, expected an array"
+    if fields["probs"] is not None and not (
+        isinstance(fields["probs"], bytes) and isinstance(fields["probs_dtype"], str)
+        and isinstance(fields["probs_shape"], list)
+    ):
+        return "cache envelope fields 'probs', 'probs_dtype', 'probs_shape' are not raw bytes, a dtype and a shape"
     for name in ("confidence", "cost", "latency_s", "created_at"):
         value = fields[name]
         if not (name == "confidence" and value is None) and not (type(value) is float and isfinite(value)):
