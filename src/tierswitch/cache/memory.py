@@ -61,6 +61,36 @@ class MemoryCache(Cache):
                     out.append(entry[1])
         return out
 
+    def lookup(self, digest: str, tiers: Sequence[tuple[str, str]]) -> Prediction | None:
+        """The first hit among ``tiers`` for ``digest``: the router's per-request path, so it takes each lock once
+        and skips the batch machinery; every key is still looked up and counted, as ``get_many`` would."""
+        now = self._clock()
+        entries = self._entries
+        first: Prediction | None = None
+        outcomes = []
+        with self._lock:
+            for name, version in tiers:
+                key = (name, version, digest)
+                entry = entries.get(key)
+                if entry is not None and entry[0] < now:
+                    del entries[key]
+                    entry = None
+                if entry is None:
+                    outcomes.append((name, False))
+                    continue
+                entries.move_to_end(key)
+                outcomes.append((name, True))
+                if first is None:
+                    first = entry[1]
+        with self._stats_lock:
+            tier_stats = self.stats.tiers
+            for name, hit in outcomes:
+                if hit:
+                    tier_stats[name].hits += 1
+                else:
+                    tier_stats[name].misses += 1
+        return first
+
     def _store(self, items: Sequence[tuple[CacheKey, Prediction]]) -> list[int]:
         expires = self._clock() + self.ttl_s if self.ttl_s is not None else float("inf")
         evicted = 0
