@@ -101,6 +101,12 @@ def test_mixed_demo_small_limit_writes_a_consistent_report(demo_cache, tmp_path,
     assert {r["modality"] for r in rows} == {"text", "image"}
     assert summary["stream"]["cache_hits"] >= 1  # default 5% repeats
     assert summary["tiers"]["full-text"]["accepts"] == "text" and summary["tiers"]["full-image"]["accepts"] == "image"
+    # both feeders see every request: each skips exactly the other modality's (uncached) learn requests, so no
+    # shadow call ever sent an input to a full tier that cannot take it
+    for own, other in (("text", "image"), ("image", "text")):
+        feeder = summary["students"][f"distilled-{own}"]["feeder"]
+        skipped = sum(1 for r in rows if r["phase"] == "learn" and r["modality"] == other and r["cached"] == "0")
+        assert feeder["unaccepted"] == skipped > 0 and feeder["errors"] == 0 and feeder["samples"] > 0
     assert summary["costs"]["source"] == "table" and "price table" in summary["costs"]["unit"]
     assert "always-full" in printed and "router" in printed
     assert (out / "table.md").read_text().startswith("| ")

@@ -1,15 +1,15 @@
 """Put a workload's tiers behind one ``Router``: cascade policy, cache, and per-family online distillation.
 
 Every family gets a student tier, a ``MemoryBuffer``, a ``DistillFeeder`` (full-tier answers and shadow samples,
-off the request path) and a background ``Distiller``. In a mixed workload each feeder only sees requests of its own
-modality, so a shadow call never sends an image to the text model.
+off the request path) attached to the router, and a background ``Distiller``. In a mixed workload every feeder sees
+every request and skips those its full tier cannot accept (counted as ``unaccepted``), so a shadow call never sends
+an image to the text model.
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,15 +20,16 @@ from tierswitch.demo.workloads import Family, Workload
 from tierswitch.policies.cascade import Cascade
 from tierswitch.router import Router
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
-from tierswitch.types import DecisionRecord
 
 __all__ = ["Assembled", "DISTILL_SETTINGS", "assemble"]
 
 # Tuned for a stream of thousands of requests on 2 cores: gate early and often, so a useful student serves soon.
+# A stream of ~10k requests yields only ~3k teacher answers, too few fresh steps for the student to converge: the
+# trainer takes ``replay_ratio`` reservoir-only steps after each fresh one, while the traffic goes on.
 DISTILL_SETTINGS: dict[str, Any] = {
     "batch_size": 32, "lr": 3e-3, "temperature": 2.0, "alpha": 0.5, "use_truth": False, "eval_every": 20,
     "holdout_share": 0.1, "holdout_size": 600, "min_holdout": 100, "margin": 0.01, "z": 2.0, "replay_share": 0.5,
-    "idle_replay": 2, "num_threads": 1, "take_timeout_s": 0.002,
+    "replay_ratio": 14.0, "idle_replay": 2, "num_threads": 1,
 }
 SHADOW_RATE = 0.1
 
@@ -43,7 +44,6 @@ class Assembled:
     buffers: list[Any]
     feeders: list[Any]
     distillers: list[Any]
-    hooks: list[Callable[[DecisionRecord], None]]
     cost_source: str
     prices: dict[str, float]
     measured_us: dict[str, float] = field(default_factory=dict)
@@ -52,14 +52,6 @@ class Assembled:
     @property
     def cost_unit(self) -> str:
         return "credits/request (price table)" if self.cost_source == "table" else "µs/request (measured latency)"
-
-
-def _modality_hook(feeder: Any, modality: str) -> Callable[[DecisionRecord], None]:
-    def hook(record: DecisionRecord) -> None:
-        if record.request.modality == modality:
-            feeder(record)
-
-    return hook
 
 
 def _make_cache(redis_url: str | None) -> tuple[Cache, str | None]:
@@ -112,7 +104,7 @@ def assemble(
         thresholds = {fam.names["base"]: fam.thresholds["base"] for fam, _ in built}
     cache, namespace = _make_cache(redis_url)
     router = Router([e[2] for e in order], Cascade(thresholds), cache=cache)
-    students, buffers, feeders, distillers, hooks = [], [], [], [], []
+    students, buffers, feeders, distillers = [], [], [], []
     for i, (fam, tiers) in enumerate(built):
         student = tiers["distilled"]
         students.append(student)
@@ -120,13 +112,9 @@ def assemble(
             continue
         config = DistillConfig(**{**DISTILL_SETTINGS, **fam.distill, "seed": seed + i})
         buffer = MemoryBuffer(capacity=20_000, reservoir=4000, seed=seed + i)
-        feeder = DistillFeeder(buffer, fam.student_input, router=router, full_tier=fam.names["full"],
+        feeder = DistillFeeder(buffer, fam.student_input, full_tier=fam.names["full"],
                                shadow_rate=SHADOW_RATE, seed=seed + i, classes=fam.data.classes, queue_size=20_000)
-        hook = _modality_hook(feeder, fam.modality)
-        router.add_hook(hook)
+        feeders.append(feeder.attach(router))
         buffers.append(buffer)
-        feeders.append(feeder)
         distillers.append(Distiller(student, buffer, config))
-        hooks.append(hook)
-    return Assembled(router, cache, students, buffers, feeders, distillers, hooks, cost_source, prices, measured,
-                     namespace)
+    return Assembled(router, cache, students, buffers, feeders, distillers, cost_source, prices, measured, namespace)

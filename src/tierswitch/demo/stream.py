@@ -1,9 +1,10 @@
 """Send a workload's stream through the router, one request at a time, and log everything.
 
-During the ``learn`` phase the feeders hand full-tier answers (and shadow samples) to the background distillers; at
-the end of every window the stream waits until the trainers have consumed what the window produced, as real traffic
-would arrive no faster than the trainer keeps up. Before the ``score`` phase the feeders are detached and the
-distillers stopped: scored inputs train nothing. At every window the student is probed on a fixed set of held-out
+During the ``learn`` phase the feeders hand full-tier answers (and shadow samples) to the background distillers,
+which take their replay steps (``replay_ratio``) alongside; at the end of every window the stream waits until the
+trainers have taken what the window produced, as real traffic would arrive no faster than the trainer keeps up.
+Before the ``score`` phase the feeders are detached and the distillers finish their owed replay and stop: scored
+inputs train nothing. At every window the student is probed on a fixed set of held-out
 inputs (agreement with the full tier, accuracy), which trains nothing either.
 """
 
@@ -68,27 +69,23 @@ class Probe:
         return out
 
 
-def _wait_for_trainers(asm: Assembled, replay_steps: Sequence[int] = (), deadline_s: float = 60.0) -> float:
-    """Block until every feeder has turned its queue into samples and every distiller has taken them, then give
-    distiller i ``replay_steps[i]`` steps on its replay reservoir: the idle time real traffic would leave it."""
+def _wait_for_trainers(asm: Assembled, deadline_s: float = 60.0) -> float:
+    """Block until every feeder has turned its queue into samples and every distiller has taken them."""
     started = time.perf_counter()
     for feeder in asm.feeders:
         feeder.flush(timeout_s=deadline_s)
     for buffer in asm.buffers:
         while len(buffer) and time.perf_counter() - started < deadline_s:
             time.sleep(0.002)  # polling a real condition (samples left) with a deadline, never a fixed wait
-    for distiller, steps in zip(asm.distillers, replay_steps):
-        for _ in range(steps):
-            if not distiller.replay_step():
-                break
     return time.perf_counter() - started
 
 
 def _stop_learning(asm: Assembled) -> None:
-    for hook in asm.hooks:
-        asm.router.hooks.remove(hook)
+    for feeder in asm.feeders:
+        asm.router.hooks.remove(feeder)
     _wait_for_trainers(asm)
     for distiller in asm.distillers:
+        distiller.wait_idle()  # the replay steps owed by the last fresh ones, before scoring starts
         distiller.stop()
     for feeder in asm.feeders:
         feeder.stop()
@@ -120,6 +117,7 @@ def run_stream(
             if learning and item.phase == "score":
                 _stop_learning(asm)
                 learning = False
+                last_probe = None  # probe again the student that serves the scored inputs (its owed replay done)
             routed = asm.router(item.payload, modality=item.modality)
             row = {
                 "i": i, "phase": item.phase, "modality": item.modality, "repeat": int(item.repeat), "tier": routed.tier,
@@ -135,9 +133,7 @@ def run_stream(
                 on_request(row, log)
             if i in ends:
                 if learning:
-                    seen = Counter(r["modality"] for r in win)
-                    steps = [round(seen[f.modality] * f.replay_per_request) for f in workload.families]
-                    log.wait_s += _wait_for_trainers(asm, steps)
+                    log.wait_s += _wait_for_trainers(asm)
                 if learning or last_probe is None:
                     last_probe = probe.measure(asm)
                 log.curve.append(_curve_point(workload, asm, log, win, last_probe))

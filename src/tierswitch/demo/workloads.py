@@ -39,9 +39,8 @@ def _digits_input(image: np.ndarray) -> np.ndarray:
 @dataclass
 class Family:
     """The three tiers of one modality. ``names`` maps role -> tier name in the router; ``thresholds`` maps role ->
-    the cascade's confidence threshold (the full tier has none: it always answers). ``distill`` and
-    ``replay_per_request`` size the student's training to the stream: a short stream needs an earlier gate and more
-    replay per request than a long one."""
+    the cascade's confidence threshold (the full tier has none: it always answers). ``distill`` sizes the student's
+    training to the stream: a short stream needs smaller batches and an earlier gate than a long one."""
 
     modality: str
     data: LabelledData
@@ -54,7 +53,6 @@ class Family:
     names: dict[str, str]
     describe: dict[str, str] = field(default_factory=dict)
     distill: dict[str, Any] = field(default_factory=dict)  # overrides of assemble.DISTILL_SETTINGS
-    replay_per_request: float = 0.15  # trainer replay steps granted per learn request of this family
 
     def tier_name(self, role: str) -> str:
         return self.names[role]
@@ -113,7 +111,6 @@ def _digits_family(store: ModelStore, suffix: str) -> Family:
             "distilled": "torch MLP 64->64->10, untrained at start, learns online from the full tier's answers",
         },
         distill={"batch_size": 16, "eval_every": 10, "holdout_share": 0.15, "min_holdout": 40, "lr": 5e-3},
-        replay_per_request=0.5,
     )
 
 
