@@ -6,7 +6,8 @@
 from tierswitch.cache.base import Cache, CacheKey, CacheStats, TierStats
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import Outcome, RedisSingleFlight, SingleFlight
+from tierswitch.cache.redis_flight import RedisSingleFlight
+from tierswitch.cache.singleflight import Outcome, SingleFlight
 
 __all__ = [
     "Cache",

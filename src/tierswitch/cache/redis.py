@@ -9,7 +9,8 @@ template counts and turns into a miss with a rate-limited warning. After ``failu
 failures a breaker opens and the cache stops calling Redis for a back-off window (doubling up to ``backoff_max_s``),
 so a dead server does not add a connect timeout to every request; when the window ends one call probes, and on
 success the cache resumes by itself. Reads run on one connection per thread (see ``_mget``); writes and purges use
-the client's pool. ``redis`` is imported here only, when a ``RedisCache`` is built.
+the client's pool. The client, the breaker and the per-thread connection are built by ``redis_conn``; ``redis`` is
+imported only when a ``RedisCache`` is built.
 """
 
 from __future__ import annotations
@@ -21,86 +22,19 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from tierswitch.cache.base import Cache, CacheKey
 from tierswitch.cache.codec import decode, encode
+from tierswitch.cache.redis_conn import Breaker, ThreadConnection, make_client, redact_url
 from tierswitch.config import positive
 from tierswitch.errors import CacheError, ConfigError, CorruptCacheValue, TierswitchError
 from tierswitch.types import Prediction
 
+# Breaker and redact_url live in redis_conn; re-exported because callers import them from here
 __all__ = ["Breaker", "RedisCache", "redact_url"]
 
 _GLOB = re.compile(r"([*?\[\]\\])")
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe for reprs and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = quote(unquote(parts.username or ""), safe="")
-    host = parts.hostname or ""
-    if ":" in host:  # IPv6 literal
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-class Breaker:
-    """Counts consecutive connection failures; when ``threshold`` is reached, refuses calls for a window.
-
-    The window starts at ``backoff_s`` and doubles after every failed probe, up to ``backoff_max_s``; a success
-    closes the breaker and resets the window. ``clock`` is injectable so tests move time instead of sleeping.
-    """
-
-    def __init__(self, threshold: int, backoff_s: float, backoff_max_s: float, clock: Callable[[], float]) -> None:
-        self.threshold = threshold
-        self.backoff_s = backoff_s
-        self.backoff_max_s = backoff_max_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self.failures = 0  # consecutive connection failures
-        self.open_until = 0.0
-        self.window = backoff_s
-        self.trips = 0  # times the breaker opened (or re-opened after a failed probe)
-        self.skipped = 0  # calls refused without touching the network
-
-    @property
-    def is_open(self) -> bool:
-        return self.failures >= self.threshold and self._clock() < self.open_until
-
-    def allow(self) -> bool:
-        """True when a call may go to Redis. Past the window, the first caller is let through as the probe and the
-        window is re-armed for everyone else until that probe reports."""
-        if self.failures < self.threshold:  # fast path, read without the lock: a stale read only delays one call
-            return True
-        with self._lock:
-            now = self._clock()
-            if self.failures < self.threshold:
-                return True
-            if now >= self.open_until:
-                self.open_until = now + self.window
-                return True
-            self.skipped += 1
-            return False
-
-    def success(self) -> None:
-        if self.failures:
-            with self._lock:
-                self.failures = 0
-                self.window = self.backoff_s
-
-    def failure(self) -> None:
-        with self._lock:
-            self.failures += 1
-            if self.failures >= self.threshold:
-                self.open_until = self._clock() + self.window
-                self.window = min(self.window * 2, self.backoff_max_s)
-                self.trips += 1
-
-    def remaining(self) -> float:
-        return max(0.0, self.open_until - self._clock())
 
 
 class RedisCache(Cache):
@@ -150,7 +84,7 @@ class RedisCache(Cache):
         self._wall_clock = wall_clock
         self._prefix = f"{namespace}:r:"
         self._px = None if ttl_s is None else max(1, int(round(ttl_s * 1000)))
-        self._client, self.url, self._secret = _make_client(url_or_client, socket_timeout_s, connect_timeout_s)
+        self._client, self.url, self._secret = make_client(url_or_client, socket_timeout_s, connect_timeout_s)
         self.client = self._client  # public, for tools that share this cache's connections (RedisSingleFlight)
         self._owns_client = isinstance(url_or_client, str)
         from redis import exceptions as rex  # imported here so `import tierswitch` never imports redis
@@ -183,7 +117,7 @@ class RedisCache(Cache):
         mine = self._local.__dict__.get("conn")
         if mine is None or mine.pid != os.getpid():  # first use in this thread, or a forked child
             pool = self._client.connection_pool
-            mine = self._local.conn = _ThreadConnection(pool.connection_class(**pool.connection_kwargs))
+            mine = self._local.conn = ThreadConnection(pool.connection_class(**pool.connection_kwargs))
             self._pinned.add(mine.conn)
         try:
             out = self._mget_on(mine.conn, names)
@@ -326,56 +260,6 @@ class RedisCache(Cache):
 
     def __repr__(self) -> str:
         return f"RedisCache(url={self.url!r}, namespace={self.namespace!r}, ttl_s={self.ttl_s!r})"
-
-
-class _ThreadConnection:
-    """One thread's read connection. Only that thread's local state refers to it, so it is closed as soon as the
-    thread ends, without waiting for the garbage collector (redis-py connections sit in reference cycles)."""
-
-    __slots__ = ("conn", "pid", "healthy")
-
-    def __init__(self, conn: Any) -> None:
-        self.conn, self.pid, self.healthy = conn, os.getpid(), False
-
-    def __del__(self) -> None:
-        try:
-            self.conn.disconnect()  # after a fork redis-py only closes the child's copy of the socket
-        except Exception:  # interpreter shutdown, or a socket already gone
-            pass
-
-
-def _make_client(url_or_client: Any, socket_timeout_s: float, connect_timeout_s: float) -> tuple[Any, str, str]:
-    """(client, redacted url, password) — building a client opens no connection."""
-    if isinstance(url_or_client, str):
-        url = url_or_client
-        scheme = urlsplit(url).scheme
-        if scheme not in ("redis", "rediss", "unix"):
-            raise ConfigError("cache.url", f"must start with redis://, rediss:// or unix://, got {redact_url(url)!r}")
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        try:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout_s,
-                socket_connect_timeout=connect_timeout_s,
-                # No client-side retries: a failure is a miss at once, and the breaker decides when to try again.
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=False,
-            )
-        except ValueError as exc:
-            raise ConfigError("cache.url", f"cannot parse {redact_url(url)!r}: {exc}") from exc
-        return client, redact_url(url), unquote(urlsplit(url).password or "")
-    kwargs_of = getattr(url_or_client, "get_connection_kwargs", None)
-    if kwargs_of is None or not callable(getattr(url_or_client, "mget", None)):
-        raise ConfigError("cache.url", f"expected a redis URL or a redis.Redis client, got {type(url_or_client)!r}")
-    kwargs = kwargs_of()
-    if kwargs.get("decode_responses"):
-        raise ConfigError("cache.client", "the redis client must use decode_responses=False (values are bytes)")
-    host = kwargs.get("host") or kwargs.get("path") or "?"
-    where = f"redis://{host}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
-    return url_or_client, where, str(kwargs.get("password") or "")
 
 
 def _check_namespace(namespace: Any) -> None:

@@ -1,10 +1,11 @@
 """The ``Distiller``: train a student on teacher-labelled samples while it serves, gate and promote it.
 
-``step()`` is synchronous (tests drive it directly); ``start()``/``stop()`` run it in a background thread with its
-own torch thread budget, so serving keeps its cores. The trainer owns a training copy of the student; the tier keeps
-serving its own module until a promotion swaps a snapshot in atomically and bumps the tier's version. A step waits
-for samples outside the training lock, so ``replay_step()`` or ``gate()`` from another thread waits at most for a
-training step in progress, never for samples.
+This module holds one step of that work: take a batch, train on it (plus replay), gate, promote. ``step()`` is
+synchronous (tests drive it directly); the loop that runs steps in a background thread (``start()``/``stop()``,
+``run_until``) is the ``TrainingLoop`` mixin in ``tierswitch.distill.loop``. The trainer owns a training copy of the
+student; the tier keeps serving its own module until a promotion swaps a snapshot in atomically and bumps the tier's
+version. A step waits for samples outside the training lock, so ``replay_step()`` or ``gate()`` from another thread
+waits at most for a training step in progress, never for samples.
 """
 
 from __future__ import annotations
@@ -27,11 +28,11 @@ from tierswitch.distill.buffer import Buffer
 from tierswitch.distill.compress import compress
 from tierswitch.distill.config import DistillConfig
 from tierswitch.distill.gate import GateResult, PromotionEvent, judge
+from tierswitch.distill.loop import TrainingLoop
 from tierswitch.distill.loss import distill_loss
 from tierswitch.distill.sample import Sample, is_finite, teacher_logits
 from tierswitch.distill.student import StudentInput, StudentSpec, StudentTier, build_student
 from tierswitch.distill.weights import WeightStore
-from tierswitch.errors import DistillError
 
 __all__ = ["Distiller"]
 
@@ -42,8 +43,8 @@ def _is_float_mlp(module: nn.Module) -> bool:
     return all(isinstance(m, (nn.Sequential, nn.Linear, nn.ReLU)) for m in module.modules())
 
 
-class Distiller:
-    """Distil the teacher's answers in ``buffer`` into ``tier``'s student.
+class Distiller(TrainingLoop):
+    """Distil the teacher's answers in ``buffer`` into ``tier``'s student (``start()`` trains in the background).
 
     ``store`` (optional) publishes each promoted version to a fleet; ``on_promote(event)`` is called after each
     promotion. ``student_input`` (default: the tier's) turns samples that carry a raw payload into features.
@@ -64,6 +65,7 @@ class Distiller:
         on_promote: Callable[[PromotionEvent], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__()  # the background loop's state (tierswitch.distill.loop)
         self.tier = tier
         self.buffer = buffer
         self.config = config or DistillConfig()
@@ -85,12 +87,6 @@ class Distiller:
         # gate() from another thread never wait for a take that is waiting for samples.
         self._lock = threading.Lock()
         self._take_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._replay_due = 0.0  # replay-only steps owed by fresh steps (replay_ratio each), paid even under traffic
-        self._replay_credit = 0.0  # extra replay-only steps allowed while no fresh samples wait (up to idle_replay)
-        self._idle = threading.Condition()
-        self._empty_takes = 0
 
     # -- the training copy (built lazily: constructors do not act) ------------------------------------------
     def _ensure_model(self) -> nn.Module:
@@ -261,71 +257,6 @@ class Distiller:
                  event.agreement_before, event.agreement_after, variant)
         if self.on_promote is not None:
             self.on_promote(event)
-
-    # -- background thread ----------------------------------------------------------------------------------
-    def start(self) -> Distiller:
-        """Train in a background thread until ``stop()``."""
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="tierswitch-distiller", daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the background thread after its current step."""
-        self._stop.set()
-        self.buffer.wake()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():
-                raise DistillError(f"the distiller thread did not stop within {timeout_s}s")
-            self._thread = None
-
-    def run_until(self, should_stop: Callable[[], bool]) -> None:
-        """The loop the background thread (and the distill worker process) runs. After each fresh optimizer step
-        it owes ``replay_ratio`` replay-only steps and pays them before the next take, so the replay share holds
-        under steady traffic too; while no fresh samples wait it may replay more, up to ``idle_replay`` replay
-        steps per fresh step in all; then it blocks on the buffer."""
-        torch.set_num_threads(self.config.num_threads)  # this thread only: serving threads keep theirs
-        cfg = self.config
-        idle_extra = max(0.0, cfg.idle_replay - cfg.replay_ratio)
-        while not should_stop():
-            try:
-                if self._replay_due >= 1.0 - 1e-9:  # owed replay first, even while fresh samples wait
-                    self._replay_due -= 1.0
-                    if not self.replay_step():
-                        self._replay_due = 0.0  # the reservoir holds less than a batch yet: nothing to replay
-                    continue
-                credit = self._replay_credit >= 1.0 - 1e-9
-                consumed, trained = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
-                if trained:
-                    self._replay_due += cfg.replay_ratio
-                    self._replay_credit = min(self._replay_credit + idle_extra, 10.0 * cfg.idle_replay)
-                if consumed:
-                    continue
-                if credit:
-                    self._replay_credit -= 1.0
-                    if not self.replay_step():
-                        self._replay_credit = 0.0
-                    continue
-                with self._idle:  # nothing fresh and no replay owed or allowed: the trainer is idle
-                    self._empty_takes += 1
-                    self._idle.notify_all()
-            except Exception as exc:  # a Redis hiccup or a bad sample must not kill the trainer
-                self.counters["errors"] += 1
-                log.exception("distiller step failed: %s", exc)
-                self._stop.wait(1.0)
-
-    def wait_idle(self, timeout_s: float = 30.0) -> bool:
-        """Block until the background trainer is idle (no fresh sample, no replay owed or allowed) on a take that began
-        after this call, so everything put before the call has been trained on; False on timeout."""
-        with self._idle:
-            start = self._empty_takes
-            # two empty takes: the second one began after the first ended, hence after this call
-            return self._idle.wait_for(lambda: self._empty_takes >= start + 2, timeout=timeout_s)
-
-    def _run(self) -> None:
-        self.run_until(self._stop.is_set)
 
     def summary(self) -> dict[str, Any]:
         """Plain counters and the latest gate, for reports."""

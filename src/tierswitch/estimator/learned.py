@@ -1,15 +1,9 @@
-"""``LearnedEstimator``: a ridge model fitted on logged per-tier outcomes, served as plain Python.
+"""``LearnedEstimator``: the fitted complexity scorer, served as plain Python, and its saved form.
 
-Features of a text (or the ``text`` part of a dict input): a few dense counts that track how many reasoning steps a
-request needs (length, numbers, number words, sentences, decimals, fractions, percents, capitalised names,
-comparisons, connectives ...) plus hashed word unigrams and bigrams (numbers reduced to their shape), L2-normalised.
-Numeric fields of a dict input named in ``numeric`` are added as dense features.
-
-The target is either per-tier outcomes ``y`` of shape ``(n, T)`` (tiers cheapest first; each column is correctness
-in [0, 1]) or one column ``(n,)`` saying how much the expensive tier is needed. With per-tier outcomes one ridge
-output per tier is learned and the score is ``0.5 + 0.5 * (p_full - p_cheapest)``: the expected gain of the full
-tier over the cheapest one, mapped to [0, 1]. Regularisation (``alphas``) and the weight of the n-gram block against
-the dense block (``ngram_weights``) are chosen by k-fold cross-validation on the data given to ``fit``.
+Features come from ``tierswitch.estimator.learned_features`` (dense counts plus hashed word n-grams); fitting
+(scikit-learn ridge over a cross-validated grid) lives in ``tierswitch.estimator.learned_fit`` and is imported only by
+``fit``. With per-tier outcomes the score is ``0.5 + 0.5 * (p_full - p_cheapest)``: the expected gain of the full
+tier over the cheapest one, mapped to [0, 1]; with one "need" column it is that column's prediction, clipped.
 
 At the end of ``fit`` the scikit-learn model is folded into numpy arrays and a dict of hashed n-gram weights, so
 ``score_one`` costs a regex pass and a few dict lookups (no sparse matrices, no ``predict`` overhead). Scores are
@@ -22,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import operator
-import re
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,106 +25,19 @@ import numpy as np
 
 from tierswitch.errors import ConfigError, NotFittedError
 from tierswitch.estimator.base import Estimator
+from tierswitch.estimator.learned_features import DENSE_FEATURES, analyse, bucket, numeric_value, text_of
 from tierswitch.types import Features
 
+# DENSE_FEATURES and text_of are re-exported: callers import them from here
 __all__ = ["DENSE_FEATURES", "LearnedEstimator", "from_config", "text_of"]
 
 FORMAT = "tierswitch.learned/1"
-_TOKEN = re.compile(r"\d+(?:[.,/]\d+)*|[a-z]+(?:'[a-z]+)?|[^\sa-z\d]")
-_CAPITALISED = re.compile(r"\b[A-Z][a-z]")
-_NUMBER_WORDS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve fifteen twenty thirty forty fifty hundred "
-    "thousand million dozen half halves third thirds quarter quarters twice double triple thrice".split()
-)
-# word groups counted as dense features: (name, words)
-_GROUPS: tuple[tuple[str, frozenset[str]], ...] = tuple(
-    (name, frozenset(words.split()))
-    for name, words in (
-        ("time_units", "hour hours minute minutes second seconds day days week weeks month months year years"),
-        ("comparisons", "more less fewer than times twice half"),
-        ("rates", "each every per"),
-        ("remainders", "remaining rest left"),
-        ("ands", "and"),
-        ("conditionals", "if"),
-    )
-)
-DENSE_FEATURES: tuple[str, ...] = (
-    "log_chars", "log_words", "log_numbers", "log_number_words", "log_all_numbers", "sentences", "decimals",
-    "percents", "fractions", "dollars", "max_digits", "mean_word_length", "log_capitalised", "commas", "questions",
-    "unique_word_ratio", "has_decimal", "has_percent", "has_fraction", "has_dollar",
-) + tuple(name for name, _ in _GROUPS)
-# token -> indices of the counters it bumps: . ? ! , % $ percent number-word, then one per word group
-_COUNTS: dict[str, tuple[int, ...]] = {p: (i,) for i, p in enumerate(".?!,%$")}
-for _word, _slot in [("percent", 6)] + [(w, 7) for w in _NUMBER_WORDS] + [
-    (w, 8 + j) for j, (_, group) in enumerate(_GROUPS) for w in group
-]:
-    _COUNTS[_word] = _COUNTS.get(_word, ()) + (_slot,)
 _DEFAULT_ALPHAS = (100.0, 300.0, 1000.0, 3000.0)
 _DEFAULT_NGRAM_WEIGHTS = (0.0, 2.0, 4.0, 8.0)
 
 
-def text_of(x: Any) -> str:
-    """The text an input carries: a str, a conversation's turns joined, or a dict's ``text`` part ("" if none)."""
-    if isinstance(x, str):
-        return x
-    if isinstance(x, Mapping):
-        return text_of(x["text"]) if "text" in x else ""
-    if isinstance(x, list) and x and all(isinstance(t, Mapping) and "content" in t for t in x):
-        return "\n".join(str(t["content"]) for t in x)
-    return ""
-
-
-def _analyse(text: str) -> tuple[list[float], set[str]]:
-    """Dense features and the set of word unigrams and bigrams (numbers reduced to their shape) in one pass."""
-    tokens = _TOKEN.findall(text.lower())
-    counts = [0] * (8 + len(_GROUPS))
-    words: list[str] = []
-    shaped: list[str] = []
-    numbers = decimals = fractions = max_digits = 0
-    lookup = _COUNTS.get
-    for t in tokens:
-        if t[0].isdigit():  # numbers become their shape, so "16 eggs" and "12 eggs" share n-grams
-            numbers += 1
-            max_digits = max(max_digits, len(t))
-            if "." in t:
-                decimals += 1
-                shaped.append("0.0")
-            elif "/" in t:
-                fractions += 1
-                shaped.append("0/0")
-            else:
-                shaped.append("0")
-            continue
-        shaped.append(t)
-        slots = lookup(t)
-        if slots is not None:
-            for i in slots:
-                counts[i] += 1
-        if t[0].isalpha():
-            words.append(t)
-    n_words, number_words, percents = len(words), counts[7], counts[4] + counts[6]
-    dense = [
-        math.log1p(len(text)), math.log1p(n_words), math.log1p(numbers), math.log1p(number_words),
-        math.log1p(numbers + number_words), float(counts[0] + counts[1] + counts[2]), float(decimals),
-        float(percents), float(fractions), float(counts[5]), float(max_digits),
-        sum(map(len, words)) / n_words if n_words else 0.0, math.log1p(len(_CAPITALISED.findall(text))),
-        float(counts[3]), float(counts[1]), len(set(words)) / n_words if n_words else 0.0,
-        float(decimals > 0), float(percents > 0), float(fractions > 0), float(counts[5] > 0),
-    ]
-    dense.extend(map(float, counts[8:]))
-    grams = set(shaped)
-    grams.update(map(" ".join, zip(shaped, shaped[1:])))
-    return dense, grams
-
-
-def _bucket(gram: str) -> int:
-    # crc32 is stable across processes and machines (Python's hash() is salted per process); 32 bits keep
-    # collisions negligible for the tens of thousands of n-grams a training set holds
-    return zlib.crc32(gram.encode("utf-8", "surrogatepass"))
-
-
 class LearnedEstimator(Estimator):
-    """Complexity score learned from recorded outcomes; see the module docstring for features and target.
+    """Complexity score learned from recorded outcomes (features: ``learned_features``; target: ``learned_fit``).
 
     Parameters are stored verbatim; learned state ends in ``_``. ``numeric`` names numeric fields of dict inputs
     used as extra features; ``cv_folds`` and ``seed`` drive the cross-validation that picks ``alpha`` from
@@ -160,9 +66,9 @@ class LearnedEstimator(Estimator):
 
     # -- features ---------------------------------------------------------------------------------------------
     def _row(self, x: Any) -> tuple[list[float], set[str]]:
-        dense, grams = _analyse(text_of(x))
+        dense, grams = analyse(text_of(x))
         if self.numeric:
-            dense.extend(_numeric_value(x, name) for name in self.numeric)
+            dense.extend(numeric_value(x, name) for name in self.numeric)
         return dense, grams
 
     def feature_names(self) -> tuple[str, ...]:
@@ -175,14 +81,19 @@ class LearnedEstimator(Estimator):
         for x in xs:
             d, grams = self._row(x)
             dense.append(d)
-            buckets.append([_bucket(g) for g in grams])
+            buckets.append([bucket(g) for g in grams])
         return np.asarray(dense, dtype=np.float64).reshape(len(dense), -1), buckets
 
     # -- fitting ----------------------------------------------------------------------------------------------
     def fit(self, xs: Sequence[Any], y: Any, tiers: Sequence[str] | None = None) -> LearnedEstimator:
         """Fit on inputs ``xs`` and outcomes ``y``: ``(n, T)`` per-tier correctness (cheapest tier first) or ``(n,)``
-        need-for-the-expensive-tier in [0, 1]. ``tiers`` names the columns (kept for reports)."""
-        self._state = _fit_ridge(self, list(xs), y, tiers)
+        need-for-the-expensive-tier in [0, 1]. ``tiers`` names the columns (kept for reports). Needs scikit-learn."""
+        from tierswitch.estimator.learned_fit import fit_ridge  # sklearn/scipy load only when fitting
+
+        fitted = fit_ridge(self, list(xs), y, tiers)
+        state = _make_state(fitted.target, fitted.dense_w, fitted.bias, fitted.buckets, fitted.bucket_w, fitted.report)
+        state["sklearn"] = fitted.sklearn  # kept in memory only, for benchmarks and checks
+        self._state = state
         self.path_ = None
         return self
 
@@ -204,7 +115,7 @@ class LearnedEstimator(Estimator):
         """The model's per-output predictions for one input (per-tier correctness, or the need column)."""
         state = self._require()
         dense, grams = self._row(x)
-        cols = [state["columns"].get(_bucket(g)) for g in grams]
+        cols = [state["columns"].get(bucket(g)) for g in grams]
         scale = 1.0 / math.sqrt(len(grams)) if grams else 0.0
         ngram = np.zeros(len(state["bias"]))
         for c in cols:
@@ -222,7 +133,7 @@ class LearnedEstimator(Estimator):
             hashes = map(zlib.crc32, map(str.encode, grams))
             ngram = math.fsum(filter(None, map(state["gain_buckets"].get, hashes)))
         except UnicodeEncodeError:  # lone surrogates: the slow path hashes them as fit did
-            ngram = math.fsum(state["gain_buckets"].get(_bucket(g), 0.0) for g in grams)
+            ngram = math.fsum(state["gain_buckets"].get(bucket(g), 0.0) for g in grams)
         if grams:
             ngram /= math.sqrt(len(grams))
         value = math.fsum((state["gain_bias"], ngram, math.fsum(map(operator.mul, state["gain_dense"], dense))))
@@ -282,13 +193,6 @@ def _floats(values: Any, name: str) -> tuple[float, ...]:
         raise ConfigError(f"estimator.{name}", f"must be a list of numbers, got {values!r}") from None
 
 
-def _numeric_value(x: Any, name: str) -> float:
-    value = x.get(name) if isinstance(x, Mapping) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return 0.0  # missing or non-finite: the column's neutral value
-    return float(value)
-
-
 def _validate(est: LearnedEstimator, field: str = "estimator") -> None:
     if not est.alphas or any(not math.isfinite(a) or a <= 0 for a in est.alphas):
         raise ConfigError(f"{field}.alphas", f"must be positive numbers, got {list(est.alphas)}")
@@ -325,77 +229,6 @@ def from_config(config: Mapping[str, Any], field: str = "estimator") -> LearnedE
         raise rebased(exc, "estimator", field) from exc
     except TypeError as exc:
         raise ConfigError(field, f"bad parameter: {exc}") from exc
-
-
-def _outcomes(y: Any, n: int) -> tuple[np.ndarray, str]:
-    try:
-        Y = np.asarray(y, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError("y", f"outcomes must be numbers in [0, 1]: {exc}") from exc
-    if Y.ndim == 1:
-        Y, target = Y[:, None], "need"
-    elif Y.ndim == 2 and Y.shape[1] >= 2:
-        target = "gain"
-    else:
-        raise ConfigError("y", f"must have shape (n,) or (n, tiers>=2), got {Y.shape}")
-    if len(Y) != n:
-        raise ConfigError("y", f"has {len(Y)} rows for {n} inputs")
-    if not np.isfinite(Y).all() or Y.min() < 0 or Y.max() > 1:
-        raise ConfigError("y", "outcomes must be finite and within [0, 1]; drop rows with missing outcomes first")
-    return Y, target
-
-
-def _fit_ridge(est: LearnedEstimator, xs: list[Any], y: Any, tiers: Sequence[str] | None) -> dict[str, Any]:
-    """Fit sklearn's Ridge over a CV grid, then fold the winner into plain arrays (see ``_make_state``)."""
-    from scipy import sparse
-    from sklearn.linear_model import Ridge
-    from sklearn.model_selection import KFold
-
-    Y, target = _outcomes(y, len(xs))
-    if len(xs) < 2 * est.cv_folds:
-        raise ConfigError("xs", f"need at least {2 * est.cv_folds} rows to fit with {est.cv_folds}-fold CV")
-    if tiers is not None and len(tiers) != Y.shape[1]:
-        raise ConfigError("tiers", f"names {len(tiers)} tiers for {Y.shape[1]} outcome column(s)")
-    dense, buckets = est.design(xs)
-    mu, sd = dense.mean(axis=0), dense.std(axis=0)
-    sd[sd == 0] = 1.0  # a constant feature carries no signal; keep it finite
-    flat = np.fromiter((b for row in buckets for b in row), dtype=np.int64)
-    used = np.unique(flat)
-    indptr = np.cumsum([0] + [len(row) for row in buckets])
-    cols = np.searchsorted(used, flat)
-    vals = np.fromiter((1.0 / math.sqrt(len(row)) for row in buckets for _ in row), dtype=np.float64)
-    grams = sparse.csr_matrix((vals, cols, indptr), shape=(len(xs), len(used)))
-    grams.sum_duplicates()  # hash collisions within a row add up, as they do when scoring
-    z = sparse.csr_matrix((dense - mu) / sd)
-    score_y = Y[:, -1] - Y[:, 0] if target == "gain" else Y[:, 0]
-
-    def design(k: float) -> Any:
-        return sparse.hstack([z, grams * k]).tocsr() if k > 0 else z
-
-    folds = list(KFold(est.cv_folds, shuffle=True, random_state=est.seed).split(dense))
-    single = len(est.alphas) == len(est.ngram_weights) == 1  # nothing to choose: skip the CV fits
-    grid: list[dict[str, Any]] = []
-    for k in est.ngram_weights:
-        X = design(k)
-        for alpha in est.alphas:
-            errors = [] if single else [
-                np.mean((Ridge(alpha=alpha).fit(X[tr], score_y[tr]).predict(X[te]) - score_y[te]) ** 2)
-                for tr, te in folds]
-            grid.append({"ngram_weight": k, "alpha": alpha, "cv_mse": float(np.mean(errors)) if errors else None})
-    best = min(grid, key=lambda g: g["cv_mse"] if g["cv_mse"] is not None else 0.0)
-    model = Ridge(alpha=best["alpha"]).fit(design(best["ngram_weight"]), Y)
-    coef = np.atleast_2d(model.coef_)
-    n_dense = dense.shape[1]
-    dense_w = coef[:, :n_dense] / sd
-    bias = np.atleast_1d(model.intercept_) - dense_w @ mu
-    bucket_w = coef[:, n_dense:] * best["ngram_weight"] if best["ngram_weight"] > 0 else np.zeros((len(bias), 0))
-    keep = np.flatnonzero(np.any(bucket_w != 0, axis=0)) if bucket_w.size else np.zeros(0, dtype=np.int64)
-    report = {"rows": len(xs), "target": target, "tiers": list(tiers) if tiers is not None else None,
-              "alpha": best["alpha"], "ngram_weight": best["ngram_weight"], "cv_mse": best["cv_mse"], "grid": grid,
-              "buckets": int(len(keep))}
-    state = _make_state(target, dense_w, bias, used[keep] if bucket_w.size else used[:0], bucket_w[:, keep], report)
-    state["sklearn"] = (model, design(best["ngram_weight"]))  # kept in memory only, for benchmarks and checks
-    return state
 
 
 def _make_state(target: str, dense_w: np.ndarray, bias: np.ndarray, buckets: np.ndarray, bucket_w: np.ndarray,

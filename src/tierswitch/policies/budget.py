@@ -20,6 +20,9 @@ capacity, on an injected clock; the controlled tier is refused while the bucket 
 ``latency_p95`` (p95 of request latency in seconds: at most 5% of the window slower than ``value``; feed-forward
 from each path's latency distribution). The router must call :meth:`observe` for every request: register it as a
 decision hook (``router.add_hook(controller.observe)``). Counters may be shared by a fleet through ``RedisCounters``.
+
+This module is the control law and the policy; checking its parameters and the ``budget`` config kind live in
+``tierswitch.policies.budget_config``.
 """
 
 from __future__ import annotations
@@ -32,17 +35,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tierswitch.config import finite
-from tierswitch.errors import ConfigError
+from tierswitch.policies import budget_config
 from tierswitch.policies.base import Policy
-from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile, counters_from_config
+from tierswitch.policies.budget_config import TARGETS, check_settings, from_config
+from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile
 from tierswitch.types import Decision, DecisionRecord, RoutingContext
 
-__all__ = ["TARGETS", "BudgetController"]
-
-TARGETS = ("full_share", "mean_cost", "cost_rate", "latency_p95")
-_FIELDS = {"target", "value", "tiers", "window", "score_window", "gain", "integral_gain", "lower_split", "burst",
-           "min_samples", "seed", "counters"}
+# TARGETS and from_config (the registry's factory for the budget kind) are re-exported from budget_config
+__all__ = ["TARGETS", "BudgetController", "from_config"]
 
 
 class BudgetController(Policy):
@@ -66,35 +66,13 @@ class BudgetController(Policy):
         clock: Callable[[], float] = time.monotonic,
         counters: Counters | None = None,
     ) -> None:
-        if target not in TARGETS:
-            raise ConfigError("policy.target", f"must be one of {list(TARGETS)}, got {target!r}")
-        high = 1.0 if target == "full_share" else math.inf
-        self.value = finite("policy.value", value, low=0.0, high=high, strict=target != "full_share")
-        self.target = target
-        self.tiers = tuple(tiers)
-        if len(self.tiers) < 2 or len(set(self.tiers)) != len(self.tiers):
-            raise ConfigError("policy.tiers", f"needs at least 2 unique tier names, got {list(self.tiers)}")
-        score_window = window if score_window is None else score_window
-        for name, v in (("window", window), ("min_samples", min_samples), ("score_window", score_window)):
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ConfigError(f"policy.{name}", f"must be a positive integer, got {v!r}")
-        self.window, self.score_window = window, score_window
-        self.gain = finite("policy.gain", gain, low=0.0)
-        self.integral_gain = finite("policy.integral_gain", integral_gain, low=0.0)
-        split = [1.0] * (len(self.tiers) - 1) if lower_split is None else list(lower_split)
-        if len(split) != len(self.tiers) - 1 or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0 for w in split
-        ) or sum(split) <= 0:
-            raise ConfigError("policy.lower_split", f"needs {len(self.tiers) - 1} non-negative weights, got {split}")
-        self.lower_split = tuple(s / sum(split) for s in split)
-        if target == "cost_rate":
-            self.burst = finite("policy.burst", 10.0 * self.value if burst is None else burst, low=0.0, strict=True)
-        elif burst is not None:
-            raise ConfigError("policy.burst", "only applies to the cost_rate target")
-        else:
-            self.burst = None
-        self.min_samples = min_samples
-        self.seed = seed
+        settings = check_settings(target, value, tiers, window, score_window, gain, integral_gain, lower_split, burst,
+                                  min_samples, seed)
+        self.target, self.value, self.tiers = settings.target, settings.value, settings.tiers
+        self.window, self.score_window = settings.window, settings.score_window
+        self.gain, self.integral_gain = settings.gain, settings.integral_gain
+        self.lower_split, self.burst = settings.lower_split, settings.burst
+        self.min_samples, self.seed = settings.min_samples, settings.seed
         self.clock = clock
         self.counters = counters if counters is not None else LocalCounters(window)
         self.full = self.tiers[-1]
@@ -273,18 +251,7 @@ class BudgetController(Policy):
         return set(self.tiers)
 
     def to_config(self) -> dict[str, Any]:
-        config: dict[str, Any] = {
-            "kind": "budget", "target": self.target, "value": self.value, "tiers": list(self.tiers),
-            "window": self.window, "score_window": self.score_window, "gain": self.gain,
-            "integral_gain": self.integral_gain, "lower_split": list(self.lower_split),
-            "min_samples": self.min_samples, "seed": self.seed,
-        }
-        if self.burst is not None:
-            config["burst"] = self.burst
-        counters = self.counters.to_config()
-        if counters is not None:
-            config["counters"] = counters
-        return config
+        return budget_config.to_config(self)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], field: str = "policy") -> BudgetController:
@@ -294,24 +261,3 @@ class BudgetController(Policy):
     def __repr__(self) -> str:
         return f"BudgetController({self.target}={self.value:g}, tiers={list(self.tiers)})"
 
-
-def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetController:
-    """The ``budget`` policy kind: ``{"kind": "budget", "target": "full_share", "value": 0.3, "tiers": [...],
-    "window": 1000, ..., "counters": {"kind": "redis", "name": ..., "url": ...}}``. Unknown keys are refused;
-    every error names ``field`` plus the key at fault."""
-    from tierswitch.config import only_keys, rebased, section
-
-    config = section(config, field)
-    only_keys(config, field, _FIELDS | {"kind"})
-    for name in ("target", "value"):
-        if name not in config:
-            raise ConfigError(f"{field}.{name}", f"is required for a budget policy (targets: {list(TARGETS)})")
-    kwargs = {k: v for k, v in config.items() if k not in ("kind", "target", "value", "counters")}
-    tiers = kwargs.get("tiers", [])
-    if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
-        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {tiers!r}")
-    try:
-        counters = counters_from_config(config.get("counters"))
-        return BudgetController(config["target"], config["value"], counters=counters, **kwargs)
-    except ConfigError as exc:
-        raise rebased(exc, "policy", field) from exc
