@@ -66,10 +66,12 @@ def _p99(benchmark) -> float:
 
 
 # -- serving with the trainer running vs idle --------------------------------------------------------------------------
-@pytest.mark.parametrize("trainer", ["idle", "running", "running-switch0.5ms"])
+@pytest.mark.parametrize("trainer", ["idle", "running", "running-busy0.5", "running-busy0.25", "running-switch0.5ms"])
 def test_serving_latency(benchmark, digits, trained, trainer):
-    """``running-switch0.5ms`` lowers Python's thread switch interval (default 5 ms) to 0.5 ms: a serving thread
-    waiting for the GIL held by the trainer's Python glue then gets it back ten times sooner (the p99 tail)."""
+    """``running`` trains flat out (``max_busy=1.0``, the default); ``running-busyX`` caps the trainer at that share
+    of wall time (``DistillConfig.max_busy``); ``running-switch0.5ms`` lowers Python's thread switch interval
+    (default 5 ms) to 0.5 ms: a serving thread waiting for the GIL held by the trainer's Python glue then gets it
+    back ten times sooner (the p99 tail)."""
     benchmark.group = "distilled tier serving (predict_one, 64->128->10)"
     samples, X_test, _ = digits
     tier = student_tier(SPEC, _identity, module=trained, num_threads=1)
@@ -80,7 +82,8 @@ def test_serving_latency(benchmark, digits, trained, trainer):
     if trainer.startswith("running"):
         # a trainer that never runs out of work: fresh samples, then endless replay steps on the reservoir
         buf = MemoryBuffer(capacity=100_000)
-        cfg = DistillConfig(idle_replay=1_000_000, eval_every=10**9, take_timeout_s=0.05, num_threads=1)
+        busy = float(trainer.split("busy")[1]) if "busy" in trainer else 1.0
+        cfg = DistillConfig(idle_replay=1_000_000, eval_every=10**9, take_timeout_s=0.05, num_threads=1, max_busy=busy)
         distiller = Distiller(student_tier(SPEC, _identity, seed=1), buf, cfg)
         buf.put_many(samples)
         distiller.start()

@@ -27,13 +27,17 @@ class DistillConfig:
     trained on) and the bound on that recent holdout; margin / z / min_holdout: the gate (see ``distill.gate``);
     int8 / prune / tolerance: compression of the served student; num_threads: torch threads of the trainer thread;
     take_timeout_s: how long an idle background step waits for samples; linger_s: how much longer it waits for a
-    partial mini-batch to fill; seed: every random choice.
+    partial mini-batch to fill; max_busy: the largest share of wall time the background thread (``start()``) spends
+    in steps: after a step of t seconds it pauses t * (1 - max_busy) / max_busy, so serving threads in the same
+    process get the GIL and the cores back (1.0: no pause; the distill worker, a process of its own, never pauses);
+    seed: every random choice.
     """
 
     batch_size: int = 32
     replay_share: float = 0.25
     replay_ratio: float = 1.0
     idle_replay: int = 2
+    max_busy: float = 0.5
     lr: float = 3e-3
     weight_decay: float = 0.0
     temperature: float = 2.0
@@ -69,6 +73,9 @@ class DistillConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not lo <= value <= hi:
                 raise ConfigError(f"distill.{name}", f"must be a number in [{lo}, {hi}], got {value!r}")
+        busy = self.max_busy
+        if isinstance(busy, bool) or not isinstance(busy, (int, float)) or not 0.0 < busy <= 1.0:
+            raise ConfigError("distill.max_busy", f"must be a number in (0, 1] (share of wall time), got {busy!r}")
         ratio = self.replay_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 100.0:
             raise ConfigError("distill.replay_ratio", f"must be a number in [0, 100] (replay steps per fresh step), "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -65,40 +66,55 @@ class TrainingLoop:
                 raise DistillError(f"the distiller thread did not stop within {timeout_s}s")
             self._thread = None
 
-    def run_until(self, should_stop: Callable[[], bool]) -> None:
+    def run_until(self, should_stop: Callable[[], bool], *, pace: bool = False) -> None:
         """The loop the background thread (and the distill worker process) runs. After each fresh optimizer step
         it owes ``replay_ratio`` replay-only steps and pays them before the next take, so the replay share holds
         under steady traffic too; while no fresh samples wait it may replay more, up to ``idle_replay`` replay
-        steps per fresh step in all; then it blocks on the buffer."""
+        steps per fresh step in all; then it blocks on the buffer. With ``pace`` (the background thread) it pauses
+        after each optimizer step so that steps take at most ``max_busy`` of the wall time."""
         torch.set_num_threads(self.config.num_threads)  # this thread only: serving threads keep theirs
         cfg = self.config
         idle_extra = max(0.0, cfg.idle_replay - cfg.replay_ratio)
+        pause_per_busy_s = (1.0 - cfg.max_busy) / cfg.max_busy if pace else 0.0
         while not should_stop():
+            started = time.perf_counter()
             try:
-                if self._replay_due >= 1.0 - 1e-9:  # owed replay first, even while fresh samples wait
-                    self._replay_due -= 1.0
-                    if not self.replay_step():
-                        self._replay_due = 0.0  # the reservoir holds less than a batch yet: nothing to replay
-                    continue
-                credit = self._replay_credit >= 1.0 - 1e-9
-                consumed, trained = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
-                if trained:
-                    self._replay_due += cfg.replay_ratio
-                    self._replay_credit = min(self._replay_credit + idle_extra, 10.0 * cfg.idle_replay)
-                if consumed:
-                    continue
-                if credit:
-                    self._replay_credit -= 1.0
-                    if not self.replay_step():
-                        self._replay_credit = 0.0
-                    continue
-                with self._idle:  # nothing fresh and no replay owed or allowed: the trainer is idle
-                    self._empty_takes += 1
-                    self._idle.notify_all()
+                trained = self._one_round(idle_extra)
             except Exception as exc:  # a Redis hiccup or a bad sample must not kill the trainer
                 self.counters["errors"] += 1
                 log.exception("distiller step failed: %s", exc)
                 self._stop.wait(1.0)
+                continue
+            if trained and pause_per_busy_s:
+                self._stop.wait((time.perf_counter() - started) * pause_per_busy_s)
+
+    def _one_round(self, idle_extra: float) -> bool:
+        """One scheduling decision: an owed replay step, a fresh step, an allowed idle replay, or an idle mark.
+        True when an optimizer step ran (the busy time ``max_busy`` paces)."""
+        cfg = self.config
+        if self._replay_due >= 1.0 - 1e-9:  # owed replay first, even while fresh samples wait
+            self._replay_due -= 1.0
+            if not self.replay_step():
+                self._replay_due = 0.0  # the reservoir holds less than a batch yet: nothing to replay
+                return False
+            return True
+        credit = self._replay_credit >= 1.0 - 1e-9
+        consumed, trained = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
+        if trained:
+            self._replay_due += cfg.replay_ratio
+            self._replay_credit = min(self._replay_credit + idle_extra, 10.0 * cfg.idle_replay)
+        if consumed:
+            return trained
+        if credit:
+            self._replay_credit -= 1.0
+            if not self.replay_step():
+                self._replay_credit = 0.0
+                return False
+            return True
+        with self._idle:  # nothing fresh and no replay owed or allowed: the trainer is idle
+            self._empty_takes += 1
+            self._idle.notify_all()
+        return False
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Block until the background trainer is idle (no fresh sample, no replay owed or allowed) on a take that began
@@ -109,4 +125,4 @@ class TrainingLoop:
             return self._idle.wait_for(lambda: self._empty_takes >= start + 2, timeout=timeout_s)
 
     def _run(self) -> None:
-        self.run_until(self._stop.is_set)
+        self.run_until(self._stop.is_set, pace=True)
