@@ -183,6 +183,35 @@ def test_the_replay_ratio_holds_under_continuous_fresh_traffic(digits, ratio):
     assert ratio * steps - ratio - 1 < replay <= ratio * steps, (steps, replay)
 
 
+class _RecordedPauses(threading.Event):
+    """The loop's stop event, recording each pause it is asked for instead of waiting (tests never sleep)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def wait(self, timeout=None):
+        self.pauses.append(timeout)
+        return self.is_set()
+
+
+@pytest.mark.parametrize("max_busy, paced", [(0.25, True), (0.25, False), (1.0, True)])
+def test_the_background_thread_pauses_after_each_step_in_proportion(digits, max_busy, paced):
+    _, X_stream, probs, _, _ = digits
+    buf = MemoryBuffer()
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream[:640], probs[:640]))
+    d = Distiller(student_tier(SPEC, _identity, seed=0), buf, _config(max_busy=max_busy, replay_ratio=0))
+    d._stop = _RecordedPauses()
+    d.run_until(lambda: len(buf) == 0, pace=paced)
+    steps = d.counters["steps"] + d.counters["replay_steps"]
+    assert steps >= 10
+    if paced and max_busy < 1.0:
+        # one pause per optimizer step, each 3x (= (1 - 0.25) / 0.25) the time its step took: never zero
+        assert len(d._stop.pauses) == steps and all(p > 0 for p in d._stop.pauses)
+    else:
+        assert d._stop.pauses == []  # the distill worker (pace=False) and max_busy=1.0 never pause
+
+
 def test_gate_statistics():
     cfg = GateConfig(margin=0.01, z=2.5, min_samples=100)
     labels = np.arange(400) % 10
@@ -213,6 +242,10 @@ def test_config_validation_names_the_field():
     with pytest.raises(ConfigError) as info:
         DistillConfig(replay_share=0.95)
     assert info.value.field == "distill.replay_share"
+    for bad in (0, -0.1, 1.5, float("nan"), True, "0.5"):
+        with pytest.raises(ConfigError) as info:
+            DistillConfig(max_busy=bad)
+        assert info.value.field == "distill.max_busy"
     for bad in (-0.5, 101, float("nan"), True, "1"):
         with pytest.raises(ConfigError) as info:
             DistillConfig(replay_ratio=bad)
