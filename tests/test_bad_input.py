@@ -99,7 +99,7 @@ def test_each_bad_input_gets_its_named_error_and_the_router_keeps_serving(served
         router(x, modality=modality)
     assert isinstance(info.value, TierswitchError)
     assert calls == [] and records == [] and len(router.cache) == 0 and feeder.counters["queued"] == 0
-    with pytest.raises(error):  # the batch path names the same error
+    with pytest.raises(error, match=r"^batch input \d: "):  # the batch path names the same error, and the input
         router.batch(["fine", x], modality=modality)
     assert calls == [] and len(router.cache) == 0
     assert_still_serving(router, calls, records, feeder, 1)
@@ -152,6 +152,9 @@ BAD_CONFIGS = [
     ("batched a string", {"policy": FIXED, "tiers": {"base": {"batched": "no"}, "full": {}}}, "tiers.base.batched"),
     ("cache negative size", {"policy": FIXED, "cache": {"kind": "memory", "max_entries": -1}}, "cache.max_entries"),
     ("cache ttl a string", {"policy": FIXED, "cache": {"kind": "memory", "ttl_s": "1h"}}, "cache.ttl_s"),
+    ("cache size a bool", {"policy": FIXED, "cache": {"kind": "memory", "max_entries": True}}, "cache.max_entries"),
+    ("modality prior a string", {"policy": FIXED, "estimator": {"kind": "complexity", "modality_prior": {"image": ""}}},
+     "estimator.modality_prior.image"),
     ("estimator wrong type", {"policy": FIXED, "estimator": {"kind": "complexity", "length_scale": "long"}},
      "estimator.length_scale"),
     ("probe unknown tier", {"policy": FIXED, "estimator": {"kind": "complexity", "probe": "gpt5"}}, "estimator.probe"),

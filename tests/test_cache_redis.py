@@ -98,6 +98,13 @@ def test_purge_scans_in_batches_within_the_namespace(redis_url: str, redis_prefi
         cache.purge(version="1")
 
 
+def test_purge_of_one_version_works_for_a_non_ascii_tier_name(cache: RedisCache) -> None:
+    cache.set_many([(f"d{i}", prediction(i, "básico", "v1")) for i in range(3)])
+    cache.set("d0", prediction(0, "básico", "v2"))
+    assert cache.purge("básico", "v1") == 3
+    assert cache.get("básico", "v1", "d0") is None and cache.get("básico", "v2", "d0") is not None
+
+
 def test_values_over_the_size_bound_are_refused(redis_url: str, redis_prefix: str, raw: redis.Redis) -> None:
     cache = RedisCache(redis_url, namespace=redis_prefix, max_value_bytes=4096)
     assert cache.set("small", prediction(np.zeros(100)))

@@ -35,6 +35,12 @@ def test_toml_config(tmp_path):
     path = tmp_path / "router.toml"
     path.write_text('[policy]\nkind = "threshold"\ntiers = ["base", "full"]\ncuts = [0.5]\n'
                     '[tiers.base]\ncost = 1.0\n[tiers.full]\ncost = 5.0\n')
+    try:
+        import tomllib  # noqa: F401
+    except ModuleNotFoundError:  # Python 3.10 (supported): a clear message instead
+        with pytest.raises(ConfigError, match="YAML"):
+            Router.from_config(path, {"base": lambda x: "b", "full": lambda x: "f"})
+        return
     router = Router.from_config(path, {"base": lambda x: "b", "full": lambda x: "f"})
     assert isinstance(router.policy, Threshold) and router("hi").output == "b"
 

@@ -25,7 +25,9 @@ def test_modality_detection(x, modality):
 
 
 @pytest.mark.parametrize("bad, error", [(None, EmptyInput), ("", EmptyInput), (b"\xff\xfe", UnsupportedInput),
-                                        (object(), UnsupportedInput), ({"audio": 1}, UnsupportedInput)])
+                                        (object(), UnsupportedInput), ({"audio": 1}, UnsupportedInput),
+                                        ({"text": "hi", "tabular": 5}, UnsupportedInput),
+                                        ({"text": "hi", "image": [[1, 2], [3]]}, UnsupportedInput)])
 def test_bad_inputs_get_named_errors(bad, error):
     with pytest.raises(error):
         extract_features(bad)
@@ -57,6 +59,14 @@ def test_digest_is_stable_across_processes_and_hashes_conversations_whole():
     assert digest_of({"a": 1, "b": 2}) == digest_of({"b": 2, "a": 1})
 
 
+def test_a_str_subclass_digests_like_the_plain_string_and_never_like_another_text():
+    # numpy.str_ (what indexing a string array gives) is a str subclass: it must share the plain string's cache
+    # entry, and must not share one with a different text that starts with its length bytes
+    assert digest_of(np.str_("hello")) == digest_of("hello")
+    crafted = (5).to_bytes(8, "little").decode("latin-1") + "hello"
+    assert digest_of(crafted) != digest_of(np.str_("hello"))
+
+
 def test_digest_refuses_nan_and_unknown_objects():
     with pytest.raises(NonFiniteInput):
         digest_of(np.array([1.0, np.nan]))
@@ -83,6 +93,10 @@ def test_uncertainty_kinds():
     assert uncertainty_of(p, "entropy") == pytest.approx(entropy)
     assert uncertainty_of(Prediction("a", "t", "1", 0.0, 0.0, None, 0.8)) == pytest.approx(0.2)
     assert uncertainty_of(Prediction("a", "t", "1", 0.0, 0.0)) is None
+    unnormalised = Prediction("a", "t", "1", 0.0, 0.0, np.array([1.5, 0.0]))  # a tier's scores, not probabilities
+    assert 0.0 <= uncertainty_of(unnormalised, "entropy") <= 1.0
+    with pytest.raises(ConfigError, match="estimator.uncertainty"):
+        uncertainty_of(p, "variance")
 
 
 def test_modality_prior_weights_multimodal_inputs():
@@ -91,3 +105,6 @@ def test_modality_prior_weights_multimodal_inputs():
     with pytest.raises(ConfigError) as info:
         ComplexityEstimator(length_scale=0)
     assert info.value.field == "estimator.length_scale"
+    with pytest.raises(ConfigError) as info:
+        ComplexityEstimator(modality_prior={"image": "high"})  # was a bare TypeError from comparing str with float
+    assert info.value.field == "estimator.modality_prior.image"

@@ -166,3 +166,22 @@ def test_text_of_reads_strings_conversations_and_text_parts():
     assert text_of([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]) == "hi\nyo"
     assert text_of({"text": "part", "n": 3}) == "part"
     assert text_of(np.zeros(3)) == ""
+
+
+def test_weights_of_another_save_are_refused_not_mixed_in(tmp_path):
+    # What a reader sees if a save over an existing estimator stops between its two files (or reads in between):
+    # the new weights beside the old estimator.json. Same shapes, so only the saved checksum can tell.
+    def fit(offset: int) -> LearnedEstimator:
+        xs = [f"question {i} has {(i * 7 + offset) % 11} apples and {i % 3} pears" for i in range(40)]
+        need = [float((i + offset) % 3 == 0) for i in range(40)]
+        return LearnedEstimator(alphas=[10.0], ngram_weights=[2.0], cv_folds=2).fit(xs, need)
+
+    old, new = fit(0).save(tmp_path / "old"), fit(1).save(tmp_path / "new")
+    assert LearnedEstimator.load(old).fitted
+    (old / "weights.npz").write_bytes((new / "weights.npz").read_bytes())
+    with pytest.raises(ConfigError, match="save the estimator again"):
+        LearnedEstimator.load(old)
+    meta = json.loads((new / "estimator.json").read_text())
+    del meta["weights_blake2b"]  # an estimator saved before the checksum existed still loads
+    (new / "estimator.json").write_text(json.dumps(meta))
+    assert LearnedEstimator.load(new).fitted

@@ -9,6 +9,7 @@ import pytest
 
 from tierswitch.errors import ConfigError
 from tierswitch.routing.reload import ReloadingRouter
+from tierswitch.tiers import CallableTier
 
 TIERS = {"base": lambda x: ("base", [0.9, 0.1]), "full": lambda x: ("full", [0.99, 0.01])}
 
@@ -72,3 +73,36 @@ def test_cache_survives_a_reload_that_keeps_the_cache_section(tmp_path):
     path.write_text("policy: {kind: fixed, tier: base}\ncache: {kind: memory, max_entries: 10}\n# edited\n")
     assert router.reload()
     assert router("q").cached
+
+
+def test_a_rejected_config_leaves_the_tiers_given_in_code_as_they_were(tmp_path):
+    # tier objects given in code are shared by the router now serving: a config that fails validation (here its
+    # policy names a tier that does not exist) must not have changed their cost or capabilities on the way
+    base, full = CallableTier("base", lambda x: "b", cost=1.0), CallableTier("full", lambda x: "f", cost=10.0)
+    path = tmp_path / "router.yaml"
+    path.write_text("policy: {kind: fixed, tier: base}\ncache: {kind: none}\n")
+    router = ReloadingRouter(path, [base, full])
+    assert router("a question").cost == 1.0
+    path.write_text("tiers:\n  base: {cost: 5.0, max_length: 2}\npolicy: {kind: fixed, tier: bsae}\n")
+    with pytest.raises(ConfigError, match="bsae"):
+        router.reload()
+    assert (base.cost_model.per_call, base.capabilities.max_length) == (1.0, None)
+    assert router("a question").cost == 1.0
+    path.write_text("tiers:\n  base: {cost: 5.0, max_length: 2}\npolicy: {kind: fixed, tier: base}\n")
+    assert router.reload() and (base.cost_model.per_call, base.capabilities.max_length) == (5.0, 2)
+    assert (router("a question").tier, router("q").cost) == ("full", 5.0)  # a valid config does apply
+
+
+def test_an_unreadable_or_non_utf8_config_is_a_config_error_and_the_old_one_keeps_serving(tmp_path):
+    path = tmp_path / "router.yaml"
+    write(path, "base")
+    router = ReloadingRouter(path, TIERS)
+    assert router("x").output == "base"
+    path.write_bytes("policy: {kind: fixed, tier: full}  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        router.reload()
+    path.unlink()
+    path.mkdir()  # the watcher only survives TierswitchErrors: an OSError here ended it for good
+    with pytest.raises(ConfigError, match="cannot read") as info:
+        router.reload()
+    assert router.last_error is info.value and router("y").output == "base"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
+import sys
 from collections import Counter
 
 import numpy as np
@@ -209,6 +211,37 @@ def test_hooks_get_a_record_per_request_and_a_failing_hook_is_harmless():
     assert first.request.payload == "q" and first.features.chars == 1 and math.isfinite(first.score)
     assert first.cache_stats["misses"] >= 1
     assert router.stats.snapshot()["hook_errors"] == 2
+
+
+def test_a_hook_record_survives_another_thread_adding_a_tier_to_the_cache_stats_mid_read():
+    """A decision record sums the cache's per-tier counters while other threads serve: a thread's first hit or miss
+    of a tier adds a key to them. The trace function below plays that thread at a bytecode boundary of the sum,
+    deterministically; reading the live dict there raised "dictionary changed size" and failed the request."""
+    from tierswitch.cache import base as cache_base
+
+    cache, records = MemoryCache(), []
+    router = Router([CallableTier("base", lambda x: "b")], Fixed("base"), cache=cache, hooks=[records.append])
+    added = itertools.count()
+
+    def concurrent_thread(frame, event, arg):
+        if event == "line":
+            cache.stats.tiers[f"other{next(added)}"]  # what another thread's first lookup of a new tier does
+        return concurrent_thread
+
+    def tracer(frame, event, arg):
+        code = frame.f_code
+        inside = code.co_filename == cache_base.__file__ and code.co_name in ("total", "snapshot", "<genexpr>",
+                                                                               "<dictcomp>")
+        return concurrent_thread if inside else None
+
+    sys.settrace(tracer)
+    try:
+        out = router("q")
+        snapshot = cache.stats.snapshot()
+    finally:
+        sys.settrace(None)
+    assert out.output == "b" and len(records) == 1 and records[0].cache_stats["misses"] == 1
+    assert next(added) > 1 and snapshot["misses"] == 1  # the other thread did add tiers during the reads
 
 
 def test_tiered_decorator_keeps_call_sites_working():

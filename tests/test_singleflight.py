@@ -426,3 +426,29 @@ def test_async_flights_of_two_processes_compute_once(rcache: RedisCache) -> None
 
     assert asyncio.run(main()) == ["shared"] * 32
     assert calls["full"] == 1
+
+
+def test_a_router_that_waits_on_another_process_counts_and_records_its_request_once(rcache: RedisCache) -> None:
+    """Router b waits on router a's Redis lock, then finds a's answer with its own recheck: that is one request,
+    served from the cache, with one decision record (not also re-served as an in-flight share)."""
+    from tierswitch.digest import digest_of
+
+    a_flight, b_flight = RedisSingleFlight(rcache, poll_s=0.001), RedisSingleFlight(rcache, poll_s=0.001)
+
+    def full(x: str) -> str:
+        wait_until(lambda: b_flight.lock_waits == 1, "the other process to wait on the lock")
+        return f"full:{x}"
+
+    records: list[object] = []
+    a = Router([CallableTier("full", full, cost=10.0)], Fixed("full"), cache=rcache, single_flight=a_flight)
+    b = Router([CallableTier("full", full, cost=10.0)], Fixed("full"), cache=rcache, single_flight=b_flight,
+               hooks=[records.append])
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(a, "q")
+        lock = f"{rcache.namespace}:lock:{digest_of('q')}:text"
+        wait_until(lambda: rcache.client.exists(lock) == 1, "router a to hold the lock")
+        out = b("q")
+        assert first.result(10).output == "full:q"
+    assert (out.output, out.cached, out.cost) == ("full:q", True, 0.0)
+    assert b.stats.snapshot()["requests"] == 1 and b.stats.snapshot()["cache_hits"] == 1
+    assert [r.request_id for r in records] == [out.request_id]  # type: ignore[attr-defined]

@@ -107,3 +107,43 @@ def test_wrong_number_of_outputs_is_a_tier_failure():
     tier = CallableTier("t", lambda xs: [1], batched=True)
     with pytest.raises(TierFailure, match="returned 1 outputs for a batch of 3"):
         tier.predict(["a", "b", "c"])
+
+
+@pytest.mark.parametrize("result", [("label", "extra"), ("label", [[0.5], [0.2, 0.3]]),
+                                    {"output": "label", "confidence": "high"}])
+def test_probs_or_confidence_that_are_not_numbers_are_a_tier_failure_the_router_falls_back_from(result):
+    # a 2-tuple reads as (output, probs): a model returning ("label", "extra") must fail as a tier, not as a
+    # bare ValueError out of the router
+    from tierswitch import Fixed, Router
+
+    odd = CallableTier("odd", lambda x: result)
+    with pytest.raises(TierFailure, match="'odd' failed"):
+        odd.predict_one("x")
+    router = Router([odd, CallableTier("full", lambda x: "from full")], Fixed("odd"))
+    out = router("x")
+    assert (out.output, out.tier) == ("from full", "full")
+    assert [s.kind for s in out.trace][2:4] == ["failure", "fallback"]
+
+
+def test_bad_tier_arguments_are_config_errors_naming_the_field():
+    for build, field in [(lambda: CallableTier("t", "not a function"), "tier.fn"),
+                         (lambda: CallableTier("t", str.upper, cost="cheap"), "cost.per_call"),
+                         (lambda: SklearnTier("t", object()), "tier.model")]:
+        with pytest.raises(ConfigError) as info:
+            build()
+        assert info.value.field == field
+
+
+def test_a_tierswitch_error_inside_a_tier_fails_that_tier_and_the_router_falls_back():
+    # a tier that is itself a router (or any code using tierswitch) may raise AllTiersFailed, NoCapableTier ...:
+    # that is this tier failing, not the caller's input being invalid, so the outer router falls back
+    from tierswitch import Fixed, Router
+
+    inner = Router([CallableTier("gpu", _boom)], Fixed("gpu"), cache=None)
+    for batched in (False, True):
+        nested = CallableTier("nested", (lambda xs: [inner(x).output for x in xs]) if batched else
+                              (lambda x: inner(x).output), batched=batched)
+        with pytest.raises(TierFailure, match="'nested' failed: AllTiersFailed"):
+            nested.predict_one("x")
+        outer = Router([nested, CallableTier("full", lambda x: "from full")], Fixed("nested"), cache=None)
+        assert outer("x").output == "from full"

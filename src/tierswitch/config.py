@@ -1,6 +1,6 @@
 """Configs are plain, validated data: YAML (safe loading) or TOML files, or dicts.
 
-A router config has up to four sections::
+A router config has up to six sections::
 
     tiers:                         # cost and capabilities of the tiers given in code, by name, cheapest first
       base: {cost: {per_call: 1.0}, modalities: [text], max_length: 512}
@@ -8,6 +8,8 @@ A router config has up to four sections::
     policy: {kind: cascade, thresholds: {base: 0.8}}
     estimator: {kind: complexity, probe: base}
     cache: {kind: memory, max_entries: 10000, ttl_s: 600}     # or {kind: redis, url_env: REDIS_URL}, or none
+    router: {fallback: true, max_input_bytes: 8000000, max_batch: 10000}
+    reliability: {default: {timeout_s: 2.0}}   # timeouts, retries, breakers per tier (tierswitch.reliability)
 
 Policies and estimators are built from a ``kind`` registry that other modules extend with ``register_policy`` and
 ``register_estimator``. Every error is a ``ConfigError`` naming the dotted field at fault and what is allowed.
@@ -49,22 +51,26 @@ def register_estimator(kind: str, factory: Factory | str) -> None:
     _ESTIMATORS[kind] = factory
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML (``.yaml``/``.yml``, safe loader) or TOML (``.toml``) file into a dict."""
+def load_config(path: str | Path, content: bytes | None = None) -> dict[str, Any]:
+    """Read a YAML or JSON (``.yaml``/``.yml``/``.json``, safe loader) or TOML (``.toml``) file into a dict.
+    ``content``: the file's bytes, when the caller has already read them (the file is then not read again)."""
     path = Path(path)
-    data = parse_file(path, str(path))
+    data = parse_file(path, str(path), content)
     if not isinstance(data, dict):
         raise ConfigError(str(path), f"the top level must be a mapping, got {type(data).__name__}")
     return data
 
 
-def parse_file(path: Path, field: str) -> Any:
+def parse_file(path: Path, field: str, content: bytes | None = None) -> Any:
     """The data of a YAML or JSON (``.yaml``/``.yml``/``.json``, safe loader) or TOML (``.toml``, Python >= 3.11)
-    file; a ``ConfigError`` naming ``field`` when it cannot be read or parsed."""
+    file (or of its ``content`` already read); a ``ConfigError`` naming ``field`` when it cannot be read, is not
+    UTF-8 or cannot be parsed."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = (path.read_bytes() if content is None else content).decode("utf-8")
     except OSError as exc:
         raise ConfigError(field, f"cannot read {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(field, f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from exc
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -224,7 +230,7 @@ def _threshold(config: Mapping[str, Any], field: str) -> Any:
     try:
         return Threshold(tiers, cuts)
     except ConfigError as exc:
-        raise ConfigError(f"{field}.{exc.field.split('.')[-1]}", str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "policy", field) from exc
 
 
 def _cascade(config: Mapping[str, Any], field: str) -> Any:

@@ -11,6 +11,7 @@ import math
 import struct
 from collections.abc import Mapping
 from hashlib import blake2b
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -73,14 +74,12 @@ def _encode(x: Any, h: Any, depth: int) -> None:
         h.update(b"a" + x.dtype.str.encode() + repr(x.shape).encode())
         h.update(np.ascontiguousarray(x).data)
     elif isinstance(x, Mapping):
-        try:
-            items = sorted(x.items(), key=lambda kv: str(kv[0]))
-        except TypeError as exc:  # pragma: no cover - str() of a key never fails for usual keys
-            raise UnsupportedInput(f"dict keys must be strings: {exc}") from exc
-        h.update(b"m" + struct.pack("<Q", len(items)))
-        for key, value in items:
+        for key in x:
             if not isinstance(key, str):
                 raise UnsupportedInput(f"dict keys must be strings, got {type(key).__name__}")
+        items = sorted(x.items(), key=itemgetter(0))
+        h.update(b"m" + struct.pack("<Q", len(items)))
+        for key, value in items:
             _encode(key, h, depth + 1)
             _encode(value, h, depth + 1)
     elif isinstance(x, (list, tuple)):
@@ -98,8 +97,13 @@ def _encode(x: Any, h: Any, depth: int) -> None:
 
 
 def digest_of(x: Any, max_bytes: int | None = None) -> str:
-    """The hex digest identifying ``x`` (32 hex characters). Plain strings take a fast path."""
-    if type(x) is str:
+    """The hex digest identifying ``x`` (32 hex characters). Text takes a fast path.
+
+    Every str, subclasses included (``numpy.str_`` from a string array), takes that path: a str subclass hashed
+    by ``_encode`` instead ("s" + length + bytes) would both miss the plain string's entry and collide with the
+    plain string whose text starts with those 8 length bytes.
+    """
+    if isinstance(x, str):
         data = _utf8(x)
         if max_bytes is not None and len(data) > max_bytes:
             raise InputTooLarge(f"text input is {len(data)} bytes, over the router's max of {max_bytes}")

@@ -2,18 +2,18 @@
 
 The synchronous core is ``Router.__call__``; ``batch`` (in ``routing.batch``) and ``acall`` are thin layers over the
 same steps. Every request leaves a trace (what was tried and why) and, when hooks are attached, a
-``DecisionRecord`` (for logs, tuning and distillation).
+``DecisionRecord`` (for logs, tuning and distillation; built in ``routing.hooks``). Identical misses in flight
+share one computation (``routing.flight``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tierswitch.cache.base import Cache
@@ -23,8 +23,10 @@ from tierswitch.digest import digest_of
 from tierswitch.errors import AllTiersFailed, ConfigError, NoCapableTier, TierFailure
 from tierswitch.estimator.base import Estimator, uncertainty_of
 from tierswitch.estimator.complexity import ComplexityEstimator
-from tierswitch.policies.base import FirstOf, Policy
+from tierswitch.policies.base import Policy
 from tierswitch.reliability.fallback import FallbackPlan, fallback_from_config
+from tierswitch.routing.flight import route_in_flight
+from tierswitch.routing.hooks import Hook, decision_record, learner_hooks, send_feedback
 from tierswitch.routing.stats import LiveAgreement, RouterStats
 from tierswitch.tiers.base import Tier
 from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Request, Routed, RoutingContext, TraceStep
@@ -32,7 +34,6 @@ from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Req
 __all__ = ["Router"]
 
 log = logging.getLogger("tierswitch.router")
-Hook = Callable[[DecisionRecord], None]
 _DEFAULT: Any = object()
 _CACHE_MISS = TraceStep("cache_miss")
 
@@ -81,10 +82,7 @@ class Router:
             raise ConfigError("estimator.probe", f"unknown tier {probe!r}; the router has {names}")
         self.cache: Cache | None = MemoryCache() if cache is _DEFAULT else cache
         self.hooks: list[Hook] = list(hooks)
-        for learner in _learners(policy):  # policies that learn from outcomes see every decision record
-            observe = getattr(learner, "observe", None)
-            if observe is not None and observe not in self.hooks:
-                self.hooks.append(observe)
+        self.hooks += [h for h in learner_hooks(policy) if h not in self.hooks]  # learning policies see every record
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ConfigError("router.max_batch", f"must be an integer >= 1, got {max_batch!r}")
         if max_input_bytes is not None and (
@@ -128,58 +126,21 @@ class Router:
     def feedback(self, request_id: int, reward: float | None = None, *, quality: float | None = None) -> bool:
         """Report the outcome of an answered request (a reward, or a quality in [0, 1]) to the policies that learn
         from it (bandits, A/B tests). True when some policy knew the request."""
-        known = False
-        for learner in _learners(self.policy):
-            fn = getattr(learner, "feedback", None)
-            if fn is not None:
-                known = bool(fn(request_id, reward, quality=quality)) or known
-        return known
+        return send_feedback(self.policy, request_id, reward, quality)
 
     def __call__(self, x: Any, *, modality: str | None = None, **meta: Any) -> Routed:
         """Route one input and return the answer with its tier, cost, latency and trace."""
         started = time.perf_counter()
         request, features, capable = self._admit(x, modality)
         flights = self.single_flight
-        epoch = flights.completed if flights is not None else 0  # read before the lookup: see _route_in_flight
+        epoch = flights.completed if flights is not None else 0  # read before the lookup: see routing.flight
         if self.cache is not None:
             hit = self.cache.lookup(request.digest, [(n, self.tiers[n].version) for n in reversed(capable)])
             if hit is not None:
                 return self._finish_hit(request, features, capable, hit, meta, started)
-        if flights is not None:
-            return self._route_in_flight(request, features, capable, meta, started, epoch)
+        if flights is not None:  # identical misses in flight share one computation (routing.flight)
+            return route_in_flight(self, request, features, capable, meta, started, epoch)
         return self._route_miss(request, features, capable, meta, started)
-
-    def _route_in_flight(
-        self, request: Request, features: Features, capable: tuple[str, ...], meta: Any, started: float, epoch: int
-    ) -> Routed:
-        """Concurrent identical misses share one computation: the leader routes, the others get its answer as a
-        hit that cost nothing. The leader first rechecks the cache when some flight finished after this request's
-        own lookup (``epoch``), since an identical request may have cached its answer in between."""
-        recheck = None
-        cache = self.cache
-        if cache is not None:
-
-            def recheck() -> Routed | None:
-                preferences = [(n, self.tiers[n].version) for n in reversed(capable)]
-                hit = cache.lookup(request.digest, preferences)
-                return None if hit is None else self._finish_hit(request, features, capable, hit, meta, started)
-
-        outcome = self.single_flight.do_outcome(
-            f"{request.digest}:{request.modality}",
-            lambda: self._route_miss(request, features, capable, meta, started),
-            recheck,
-            epoch,
-        )
-        if outcome.role != "waiter":
-            return outcome.value
-        shared: Routed = outcome.value
-        step = TraceStep("cache_hit", shared.tier, "shared with an identical request in flight", shared.confidence)
-        routed = dataclasses.replace(shared, cost=0.0, cached=True, latency_s=time.perf_counter() - started,
-                                     score=None, trace=(step,), request_id=next(self._ids))
-        self.stats.served_one(routed.tier, cache_hit=True)
-        if self.hooks:
-            self._emit(routed, self._context(request, features, capable, meta), Decision(routed.tier, "in flight"))
-        return routed
 
     def batch(self, xs: Sequence[Any], *, modality: str | None = None) -> list[Routed]:
         """Route many inputs: one cache round trip, one tier call per group of inputs sent to the same tier."""
@@ -336,13 +297,7 @@ class Router:
         return routed
 
     def _emit(self, routed: Routed, ctx: RoutingContext, decision: Decision) -> None:
-        record = DecisionRecord(
-            routed.request_id, ctx.request, ctx.features, routed.score, ctx.capable, decision.tier, decision.reason,
-            decision.propensity, routed.tier, routed.cost, routed.latency_s, routed.cached, dict(ctx.predictions),
-            routed.trace, ctx.meta,
-            None if self.cache is None else {k: self.cache.stats.total(k) for k in ("hits", "misses", "errors")},
-        )
-        self.emit_record(record)
+        self.emit_record(decision_record(routed, ctx, decision, self.cache))
 
     def emit_record(self, record: DecisionRecord) -> None:
         """Hand ``record`` to every hook; a failing hook is logged and counted, and the request goes on."""
@@ -352,17 +307,6 @@ class Router:
             except Exception:  # a hook must never fail a request
                 self.stats.add(hook_errors=1)
                 log.exception("decision hook %r failed", hook)
-
-
-def _learners(policy: Policy) -> Iterator[Policy]:
-    """The leaf policies of a composed tree (``FirstOf`` only: an A/B test forwards to its own arms)."""
-    stack = [policy]
-    while stack:
-        p = stack.pop()
-        if isinstance(p, FirstOf):
-            stack.extend(reversed(p.policies))
-        else:
-            yield p
 
 
 def _fmt(value: float | None) -> str:

@@ -1,6 +1,7 @@
 """Result caches: one contract (``Cache``), an in-memory default and a Redis backend for fleets.
 
-``RedisCache`` imports redis-py only when it first connects, so importing this package stays cheap.
+``RedisCache`` imports redis-py only when one is built (and connects on its first command), so importing this
+package stays cheap.
 """
 
 from tierswitch.cache.base import Cache, CacheKey, CacheStats, TierStats

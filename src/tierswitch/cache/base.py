@@ -51,7 +51,9 @@ class CacheStats:
     evictions: int = 0
 
     def total(self, name: str) -> int:
-        return sum(getattr(s, name) for s in self.tiers.values())
+        # Read without the cache's lock (decision records read totals on every request), so iterate a copy: tuple()
+        # takes it in one C call, and another thread's first entry for a new tier cannot change the dict mid-sum.
+        return sum(getattr(s, name) for s in tuple(self.tiers.values()))
 
     @property
     def hits(self) -> int:
@@ -80,7 +82,7 @@ class CacheStats:
             "bytes_written": self.total("bytes_written"),
             "rejected": self.total("rejected"),
             "evictions": self.evictions,
-            "per_tier": {name: dict(_asdict(s)) for name, s in self.tiers.items()},
+            "per_tier": {name: _asdict(s) for name, s in tuple(self.tiers.items())},  # a copy, as in total()
         }
 
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tierswitch.cache.base import Cache, CacheKey
+from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.types import Prediction
 
@@ -32,8 +33,7 @@ class MemoryCache(Cache):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        if not isinstance(max_entries, int) or max_entries <= 0:
-            raise ConfigError("cache.max_entries", f"must be a positive integer, got {max_entries!r}")
+        positive("cache.max_entries", max_entries, integer=True)
         if ttl_s is not None and (isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not ttl_s > 0):
             raise ConfigError("cache.ttl_s", f"must be > 0 or None, got {ttl_s!r}")
         self.max_entries = max_entries

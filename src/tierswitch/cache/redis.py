@@ -200,11 +200,12 @@ class RedisCache(Cache):
         if version is not None and tier is None:
             raise ConfigError("purge.version", "give the tier whose version to purge")
         pattern = _GLOB.sub(r"\\\1", self._prefix + (f"{tier}:" if tier else "") + (f"{version}:" if version else ""))
-        exact = self._prefix + f"{tier}:{version}:" if version is not None else None
+        # keys come back as bytes: compare (and slice) in bytes, since a non-ASCII tier name is longer in UTF-8
+        exact = f"{self._prefix}{tier}:{version}:".encode() if version is not None else None
         deleted = 0
         for batch in self._scan(pattern + "*"):
             if exact is not None:  # a version "v" pattern also matches "v:x"; digests have no ':'
-                batch = [k for k in batch if k.startswith(exact.encode()) and b":" not in k[len(exact) :]]
+                batch = [k for k in batch if k.startswith(exact) and b":" not in k[len(exact) :]]
             if batch:
                 deleted += self.run(self._client.unlink, *batch)
         return deleted

@@ -160,7 +160,7 @@ class RedisSingleFlight(SingleFlight):
             pass  # the lock expires by itself after lock_ttl_s
 
 
-def _unwrap(outer: Outcome[Any]) -> Outcome[Any]:
+def _unwrap(outer: Outcome) -> Outcome:
     """The in-process layer's value is the cross-process layer's Outcome; an in-process waiter stays a waiter."""
-    inner: Outcome[Any] = outer.value
+    inner: Outcome = outer.value
     return Outcome(inner.value, "waiter") if outer.role == "waiter" else inner

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from tierswitch.errors import ConfigError
 from tierswitch.estimator.features import extract_features
 from tierswitch.types import Features, Prediction
 
@@ -39,12 +40,13 @@ def uncertainty_of(prediction: Prediction, kind: str = "confidence") -> float | 
         top2 = np.partition(probs.ravel(), -2)[-2:]
         return min(1.0, max(0.0, 1.0 - float(top2[1] - top2[0])))
     if kind == "entropy":
-        p = probs.ravel()
-        p = p[p > 0]
         if probs.size < 2:
             return 0.0
-        return float(min(1.0, -(p * np.log(p)).sum() / math.log(probs.size)))
-    raise ValueError(f"unknown uncertainty kind {kind!r}; use confidence, margin or entropy")
+        p = probs.ravel()
+        p = p[p > 0]
+        # clamped both ways like the other kinds: a tier's "probabilities" need not sum to 1
+        return min(1.0, max(0.0, float(-(p * np.log(p)).sum() / math.log(probs.size))))
+    raise ConfigError("estimator.uncertainty", f"unknown uncertainty kind {kind!r}; use confidence, margin or entropy")
 
 
 class Estimator(ABC):

@@ -49,7 +49,8 @@ class ComplexityEstimator(Estimator):
             raise ConfigError("estimator.uncertainty", f"must be confidence, margin or entropy, got {uncertainty!r}")
         prior = dict(DEFAULT_MODALITY_PRIOR if modality_prior is None else modality_prior)
         for key, value in prior.items():
-            if key not in MODALITIES or not 0.0 <= value <= 1.0:
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if key not in MODALITIES or not is_number or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"estimator.modality_prior.{key}", "needs a known modality and a value in [0, 1]")
         self.length_weight = length_weight
         self.length_scale = length_scale

@@ -108,7 +108,14 @@ def detect_modality(x: Any) -> str:
 
 
 def _array_size(x: Any) -> int:
-    return int(x.size) if isinstance(x, np.ndarray) else len(x)
+    if isinstance(x, np.ndarray):
+        return int(x.size)
+    try:
+        return len(x)
+    except TypeError:  # e.g. {"text": ..., "tabular": 5}
+        raise UnsupportedInput(
+            f"tabular part must be a numeric array or list, got a {type(x).__name__}; wrap a single value in a list"
+        ) from None
 
 
 def _text_of(x: Any) -> str | None:
@@ -154,7 +161,10 @@ def extract_features(x: Any, modality: str | None = None) -> Features:
             if not isinstance(part, str):
                 features.turns += len(part)
         elif kind == "image":
-            arr = part if isinstance(part, np.ndarray) else np.asarray(part)
+            try:
+                arr = part if isinstance(part, np.ndarray) else np.asarray(part)
+            except ValueError as exc:  # ragged nested lists
+                raise UnsupportedInput(f"image part is not a rectangular array ({exc}); pass a numpy array") from None
             if arr.ndim < 2:
                 raise UnsupportedInput(f"image must have 2 or 3 dimensions, got shape {arr.shape}")
             features.pixels += int(arr.shape[0] * arr.shape[1])

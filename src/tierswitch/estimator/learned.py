@@ -8,14 +8,19 @@ tier over the cheapest one, mapped to [0, 1]; with one "need" column it is that 
 At the end of ``fit`` the scikit-learn model is folded into numpy arrays and a dict of hashed n-gram weights, so
 ``score_one`` costs a regex pass and a few dict lookups (no sparse matrices, no ``predict`` overhead). Scores are
 summed with ``math.fsum``, so they are bit-identical across processes: a threshold tuned on them is reproducible.
-Saved as a directory holding ``estimator.json`` and ``weights.npz`` (loaded with ``allow_pickle=False``).
+Saved as a directory holding ``estimator.json`` and ``weights.npz`` (loaded with ``allow_pickle=False``); each file is
+renamed into place whole, and the JSON carries the weights' checksum, so a reader never mixes two saves.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import operator
+import os
+import threading
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -161,7 +166,11 @@ class LearnedEstimator(Estimator):
     def load(cls, path: str | Path) -> LearnedEstimator:
         """Load a directory written by ``save``. Raises ``ConfigError`` naming what is missing or malformed."""
         params, state = _load_state(Path(path))
-        est = cls(**params)
+        try:
+            est = cls(**params)
+        except TypeError as exc:
+            unknown = f"{path}/estimator.json has parameters this version does not know: {exc}"
+            raise ConfigError("path", unknown) from exc
         est._state = state
         est.path_ = Path(path)
         return est
@@ -248,18 +257,38 @@ def _make_state(target: str, dense_w: np.ndarray, bias: np.ndarray, buckets: np.
 
 def _save_state(est: LearnedEstimator, state: dict[str, Any], path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
-    np.savez(path / "weights.npz", dense_w=state["dense_w"], bias=state["bias"], buckets=state["buckets"],
+    weights = io.BytesIO()
+    np.savez(weights, dense_w=state["dense_w"], bias=state["bias"], buckets=state["buckets"],
              bucket_w=state["bucket_w"])
+    blob = weights.getvalue()
     meta = {"format": FORMAT, "params": est.params(), "target": state["target"],
-            "features": list(est.feature_names()), "report": state["report"]}
-    (path / "estimator.json").write_text(_dumps(meta), encoding="utf-8")
+            "features": list(est.feature_names()), "report": state["report"], "weights_blake2b": _checksum(blob)}
+    # Weights first, then the JSON that names their checksum: a reader between the two renames (or after a crash
+    # there) finds a pair that does not match and refuses it, instead of serving new weights under the old target.
+    _write_whole(path / "weights.npz", blob)
+    _write_whole(path / "estimator.json", _dumps(meta).encode("utf-8"))
     return path
+
+
+def _write_whole(target: Path, data: bytes) -> None:
+    """Write ``data`` beside ``target`` and rename it into place: readers see the old file or the new one."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _checksum(blob: bytes) -> str:
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def _load_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
         meta = json.loads((path / "estimator.json").read_text(encoding="utf-8"))
-        with np.load(path / "weights.npz", allow_pickle=False) as npz:
+        blob = (path / "weights.npz").read_bytes()
+        with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("dense_w", "bias", "buckets", "bucket_w")}
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError("path", f"{path} is not a saved LearnedEstimator ({exc}); save one with .save(dir)") from exc
@@ -273,6 +302,10 @@ def _load_state(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if (meta.get("target") not in ("gain", "need") or n_dense != expected or arrays["bias"].shape != (n_out,)
             or arrays["bucket_w"].shape != (n_out, len(arrays["buckets"]))):
         raise ConfigError("path", f"{path}/weights.npz shapes do not match its estimator.json")
+    saved_sum = meta.get("weights_blake2b")  # saves made before the checksum have none
+    if saved_sum is not None and saved_sum != _checksum(blob):
+        raise ConfigError("path", f"{path}/weights.npz is not the one its estimator.json was saved with (a save was "
+                                  "interrupted, or files of two saves were mixed); save the estimator again")
     state = _make_state(meta["target"], arrays["dense_w"], arrays["bias"], arrays["buckets"].astype(np.int64),
                         arrays["bucket_w"], meta.get("report", {}))
     return params, state

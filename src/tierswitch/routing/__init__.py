@@ -1,1 +1,2 @@
-"""Internals of the router: batch routing and counters."""
+"""The router's parts beside its core (``tierswitch.router``): batch routing, single flight, decision records and
+learning policies' wiring, counters, building from a config, and config reload."""

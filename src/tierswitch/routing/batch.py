@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tierswitch.errors import AllTiersFailed, InputTooLarge, InvalidInput, TierFailure
+from tierswitch.errors import AllTiersFailed, InputTooLarge, InvalidInput, NoCapableTier, TierFailure
 from tierswitch.estimator.base import uncertainty_of
 from tierswitch.types import Decision, Prediction, Routed, RoutingContext, TraceStep
 
@@ -52,8 +52,8 @@ def _call_group(router: Router, tier: str, items: list[_Pending]) -> list[Predic
 
 
 def route_batch(router: Router, xs: Sequence[Any], modality: str | None) -> list[Routed]:
-    """Route ``xs`` together; results come back in input order. Invalid inputs fail the call before any tier
-    runs, with the index of the first bad input in the message."""
+    """Route ``xs`` together; results come back in input order. Invalid inputs (and inputs no tier accepts) fail the
+    call before any tier runs, with the index of the first bad input in the message."""
     started = time.perf_counter()
     if len(xs) > router.max_batch:
         raise InputTooLarge(f"batch of {len(xs)} inputs is over max_batch={router.max_batch}; split it")
@@ -61,7 +61,7 @@ def route_batch(router: Router, xs: Sequence[Any], modality: str | None) -> list
     for i, x in enumerate(xs):
         try:
             admitted.append(router._admit(x, modality))
-        except InvalidInput as exc:
+        except (InvalidInput, NoCapableTier) as exc:
             raise type(exc)(f"batch input {i}: {exc}") from exc
     results: list[Routed | None] = [None] * len(xs)
     hits: list[Prediction | None] = [None] * len(xs)
@@ -126,6 +126,7 @@ def _advance_group(router: Router, tier: str, items: list[_Pending]) -> None:
     if to_call:
         outcome = _call_group(router, tier, to_call)
         if isinstance(outcome, TierFailure):
+            items = [p for p in items if tier in p.ctx.predictions]  # the probed ones still have an answer
             for p in to_call:
                 p.ctx.tried.append(tier)
                 p.failures.append(outcome)
@@ -137,7 +138,6 @@ def _advance_group(router: Router, tier: str, items: list[_Pending]) -> None:
                 p.trace.append(TraceStep("fallback", nxt, f"after {tier} failed"))
                 p.fallbacks += 1
                 p.tier = nxt
-            items = [p for p in items if p not in to_call]
         else:
             for p in to_call:
                 prediction = p.ctx.predictions[tier]
@@ -159,7 +159,7 @@ def _finish(router: Router, p: _Pending, elapsed: float) -> Routed:
     prediction = p.done
     assert prediction is not None
     ctx = p.ctx
-    cost = sum([p.cost for p in ctx.predictions.values()])
+    cost = sum([q.cost for q in ctx.predictions.values()])
     trace = ([TraceStep("cache_miss")] if router.cache is not None else []) + p.trace
     routed = Routed(
         prediction.output, prediction.tier, cost, elapsed, False, ctx.score, tuple(trace), prediction.confidence,

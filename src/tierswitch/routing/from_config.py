@@ -13,6 +13,7 @@ from tierswitch.config import (
     number,
     only_keys,
     policy_from_config,
+    rebased,
     section,
 )
 from tierswitch.errors import ConfigError
@@ -47,7 +48,7 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
     try:
         capabilities = Capabilities.of(modalities, max_length)
     except ConfigError as exc:
-        raise ConfigError(f"{field}.modalities", str(exc).split(": ", 1)[-1]) from exc
+        raise rebased(exc, "capabilities", field) from exc
     version = config.get("version", "1")
     if isinstance(version, bool) or not isinstance(version, (str, int)) or not str(version) or ":" in str(version):
         raise ConfigError(f"{field}.version", f"must be a non-empty string or integer without ':', got {version!r}")
@@ -57,7 +58,15 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
     return {"cost": model, "capabilities": capabilities, "version": str(version), "batched": batched}
 
 
-def _tiers(config: Mapping[str, Any], tiers: Sequence[Tier] | Mapping[str, Callable[..., Any] | Tier]) -> list[Tier]:
+Change = tuple[Tier, str, Any]  # (tier given in code, attribute, value from the config)
+
+
+def _tiers(
+    config: Mapping[str, Any], tiers: Sequence[Tier] | Mapping[str, Callable[..., Any] | Tier]
+) -> tuple[list[Tier], list[Change]]:
+    """The router's tiers, and the config's changes to the ``Tier`` objects given in code. The changes are returned,
+    not made: the caller makes them once the whole config is valid, so a rejected config leaves those tiers (which
+    a serving router may share) as they were."""
     declared = section(config.get("tiers", {}), "tiers")
     if isinstance(tiers, Mapping):
         order = list(declared) if declared else list(tiers)
@@ -80,17 +89,17 @@ def _tiers(config: Mapping[str, Any], tiers: Sequence[Tier] | Mapping[str, Calla
         tier_list = built
     else:
         tier_list = list(tiers)
-    known = {t.name for t in tier_list}
+    by_name = {t.name: t for t in tier_list}
+    changes: list[Change] = []
     for name, settings_config in declared.items():
-        if name not in known:
-            raise ConfigError(f"tiers.{name}", f"unknown tier; the tiers given are {sorted(known)}")
+        if name not in by_name:
+            raise ConfigError(f"tiers.{name}", f"unknown tier; the tiers given are {sorted(by_name)}")
         settings = tier_settings(settings_config, f"tiers.{name}")
-        tier = next(t for t in tier_list if t.name == name)
         if "cost" in settings_config:
-            tier.cost_model = settings["cost"]
+            changes.append((by_name[name], "cost_model", settings["cost"]))
         if "modalities" in settings_config or "max_length" in settings_config:
-            tier.capabilities = settings["capabilities"]
-    return tier_list
+            changes.append((by_name[name], "capabilities", settings["capabilities"]))
+    return tier_list, changes
 
 
 def router_from_config(
@@ -114,9 +123,14 @@ def router_from_config(
     only_keys(router_options, "router", {"fallback", "max_input_bytes", "max_batch"})
     kwargs.update(router_options)
     kwargs.update(overrides)
-    tier_list = _tiers(data, tiers)
+    tier_list, changes = _tiers(data, tiers)
     if "reliability" in data:  # timeouts, retries and breakers per tier (tierswitch.reliability)
         from tierswitch.reliability.config import guard_tiers_from_config
 
         tier_list = guard_tiers_from_config(tier_list, data["reliability"])
-    return Router(tier_list, **kwargs)
+    router = Router(tier_list, **kwargs)
+    # Only now that every section is valid. Guarded tiers and the router read cost and capabilities when they serve,
+    # so setting them after building both is the same as before.
+    for tier, attribute, value in changes:
+        setattr(tier, attribute, value)
+    return router

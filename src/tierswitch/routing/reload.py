@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tierswitch.config import load_config
-from tierswitch.errors import TierswitchError
+from tierswitch.errors import ConfigError, TierswitchError
 from tierswitch.router import Router
 from tierswitch.routing.from_config import router_from_config
 from tierswitch.tiers.base import Tier
@@ -70,12 +70,15 @@ class ReloadingRouter:
     def reload(self, force: bool = False) -> bool:
         """Load the file; swap routers when its content changed (or ``force``). True when a new router serves."""
         with self._lock:
-            data_bytes = self.path.read_bytes() if self.path.exists() else b""
-            fingerprint = hashlib.blake2b(data_bytes, digest_size=16).hexdigest()
-            if not force and fingerprint == self._fingerprint and self._router is not None:
-                return False
             try:
-                config = load_config(self.path)
+                try:
+                    content = self.path.read_bytes()
+                except OSError as exc:  # missing, a directory, no permission: the old config keeps serving
+                    raise ConfigError(str(self.path), f"cannot read {self.path}: {exc}") from exc
+                fingerprint = hashlib.blake2b(content, digest_size=16).hexdigest()
+                if not force and fingerprint == self._fingerprint and self._router is not None:
+                    return False
+                config = load_config(self.path, content)  # the bytes fingerprinted, not a second read
                 overrides = dict(self.overrides)
                 old = self._router
                 if old is not None and config.get("cache") == self._cache_section and "cache" not in overrides:
@@ -104,6 +107,8 @@ class ReloadingRouter:
                     self.reload()
                 except TierswitchError:
                     pass  # logged in reload; keep serving the old config
+                except Exception:  # a bug in some factory must not end the watching: log it, keep serving
+                    log.exception("config %s not loaded, the previous one keeps serving", self.path)
 
         self._watcher = threading.Thread(target=loop, name="tierswitch-config-watch", daemon=True)
         self._watcher.start()

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure, TierswitchError
+from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure
 from tierswitch.types import MODALITIES, Prediction
 
 __all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction",
@@ -129,12 +129,16 @@ def make_prediction(
 
     Probabilities are copied into a read-only float64 array (the model may reuse its buffer; a cached answer must
     not change under it). Confidence defaults to the top class probability. Raises ``NonFiniteOutput`` on NaN/inf
-    anywhere a number is.
+    anywhere a number is, and ``TierFailure`` when probabilities or confidence are not numbers at all.
     """
     probs = raw.probs
     confidence = raw.confidence
     if probs is not None:
-        probs = np.array(probs, dtype=np.float64)
+        try:
+            probs = np.array(probs, dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # a TierFailure, so the router can fall back like for any bad answer
+            raise TierFailure(tier, f"class probabilities are not an array of numbers ({exc}); return a 1-D "
+                                    "numeric array as probs, or a bare output") from exc
         if probs.size:
             extremes = finite_extremes(probs.ravel())
             if extremes is None:
@@ -143,7 +147,10 @@ def make_prediction(
                 confidence = extremes[0]
         probs.setflags(write=False)
     if confidence is not None:
-        confidence = float(confidence)
+        try:
+            confidence = float(confidence)
+        except (TypeError, ValueError) as exc:
+            raise TierFailure(tier, f"confidence {confidence!r} is not a number") from exc
         if not math.isfinite(confidence):
             raise NonFiniteOutput(tier, f"confidence is {confidence}")
     problem = nonfinite_output(raw.output)
@@ -171,7 +178,13 @@ class Tier(ABC):
         if not isinstance(name, str) or not name or ":" in name:
             raise ConfigError("tier.name", f"must be a non-empty string without ':', got {name!r}")
         self.name = name
-        self.cost_model = cost if isinstance(cost, CostModel) else CostModel(per_call=float(cost))
+        if not isinstance(cost, CostModel):
+            try:
+                per_call = float(cost)
+            except (TypeError, ValueError):
+                raise ConfigError("cost.per_call", f"must be a finite number >= 0, got {cost!r}") from None
+            cost = CostModel(per_call=per_call)
+        self.cost_model = cost
         self.capabilities = capabilities if capabilities is not None else Capabilities()
         self._version = str(version)
         self._version_lock = threading.Lock()
@@ -207,9 +220,9 @@ class Tier(ABC):
         started = time.perf_counter()
         try:
             raws = self._predict_raw(batch)
-        except TierswitchError:
+        except TierFailure:
             raise
-        except Exception as exc:  # any model error becomes a TierFailure naming this tier
+        except Exception as exc:  # any other error (a nested router's AllTiersFailed too) fails this tier, by name
             raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
         elapsed = time.perf_counter() - started
         if len(raws) != len(batch):

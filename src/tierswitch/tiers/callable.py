@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tierswitch.errors import TierFailure, TierswitchError
+from tierswitch.errors import ConfigError, TierFailure
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier, make_prediction
 from tierswitch.types import Prediction
 
@@ -41,7 +41,7 @@ class CallableTier(Tier):
     ) -> None:
         super().__init__(name, cost=cost, capabilities=capabilities, version=version)
         if not callable(fn):
-            raise TypeError(f"tier {name!r}: fn must be callable, got {type(fn).__name__}")
+            raise ConfigError("tier.fn", f"tier {name!r} needs a function to call, got a {type(fn).__name__}")
         self.fn = fn
         self.batched = batched
 
@@ -58,7 +58,7 @@ class CallableTier(Tier):
         started = time.perf_counter()
         try:
             result = self.fn(x)
-        except TierswitchError:
+        except TierFailure:
             raise
         except Exception as exc:
             raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier
 
 __all__ = ["SklearnTier"]
@@ -29,7 +30,8 @@ class SklearnTier(Tier):
     ) -> None:
         super().__init__(name, cost=cost, capabilities=capabilities, version=version)
         if not hasattr(model, "predict_proba"):
-            raise TypeError(f"tier {name!r}: the model needs predict_proba (got {type(model).__name__})")
+            raise ConfigError("tier.model", f"tier {name!r}: the model needs predict_proba, got a "
+                                            f"{type(model).__name__}; wrap other models in a CallableTier")
         self.model = model
         self.preprocess = preprocess
 
