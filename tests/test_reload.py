@@ -106,3 +106,29 @@ def test_an_unreadable_or_non_utf8_config_is_a_config_error_and_the_old_one_keep
     with pytest.raises(ConfigError, match="cannot read") as info:
         router.reload()
     assert router.last_error is info.value and router("y").output == "base"
+
+
+def test_a_replaced_redis_cache_is_closed_and_the_old_router_still_answers(tmp_path, redis_url, redis_prefix):
+    import redis
+
+    path = tmp_path / "router.yaml"
+    path.write_text(f"policy: {{kind: fixed, tier: base}}\ncache: {{kind: redis, url: '{redis_url}', "
+                    f"namespace: '{redis_prefix}'}}\n")
+    router = ReloadingRouter(path, TIERS)
+    old = router.current
+    old("q")
+    assert old("q").cached
+    observer = redis.Redis.from_url(redis_url)
+    try:
+        before = len(observer.client_list())  # the old cache's connections plus this one (and other clients)
+        path.write_text("policy: {kind: fixed, tier: base}\ncache: {kind: memory}\n")
+        assert router.reload()
+        assert router.current.cache is not old.cache
+        assert len(observer.client_list()) < before  # the replaced cache let go of its connections
+        # a request still on the old router after the swap is answered (a miss at worst), never an error
+        assert old("q").output == "base"
+        assert router("q").output == "base"
+    finally:
+        old.cache.clear()
+        old.cache.close()
+        observer.close()

@@ -93,7 +93,13 @@ class ReloadingRouter:
             self._cache_section = config.get("cache")
             self.reloads += 1
             self.last_error = None
-            return True
+        # A cache the new router does not share (its section changed) is closed, so a replaced Redis cache does not
+        # keep its connections. A request still in flight on the old router then sees a cache miss, never an error.
+        if old is not None and old.cache is not None and old.cache is not router.cache:
+            close = getattr(old.cache, "close", None)
+            if close is not None:
+                close()
+        return True
 
     def watch(self, interval_s: float = 1.0) -> None:
         """Check the file every ``interval_s`` seconds in a daemon thread until ``stop()``."""
