@@ -175,6 +175,18 @@ def test_corrupt_entries_are_acknowledged_and_counted_not_retried(client, redis_
     assert buf.pending() == 0 and len(_ids(client, redis_prefix)) == 2
 
 
+def test_a_stream_buffer_makes_its_group_again_when_redis_lost_it(client, redis_prefix):
+    buf = _buffer(client, redis_prefix)
+    buf.put_many(_sample(i) for i in range(3))
+    buf.ack(buf.take(10))
+    client.delete(f"{redis_prefix}:samples")  # a Redis restarted without persistence (or flushed) lost it all
+    buf.put_many(_sample(i) for i in range(3, 6))  # producers go on: XADD makes a new stream, without the group
+    taken = buf.take(10)  # not NOGROUP on every take from now on
+    buf.ack(taken)
+    assert [s.meta["i"] for s in taken.samples] == [3, 4, 5] and buf.pending() == 0
+    assert _ids(client, redis_prefix)[-3:] == taken.ids
+
+
 def test_stream_maxlen_bounds_memory(client, redis_prefix):
     buf = _buffer(client, redis_prefix, maxlen=100)
     for chunk in range(10):

@@ -25,10 +25,10 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import make_pipeline
 from sklearn.svm import SVC
 
-from tierswitch import Cascade, Fixed, Router, SklearnTier
+from tierswitch import CallableTier, Cascade, Fixed, Router, SklearnTier
 from tierswitch.distill import DistillConfig, Distiller, DistillFeeder, MemoryBuffer, Sample
 from tierswitch.distill.student import StudentSpec, student_tier
-from tierswitch.errors import ConfigError
+from tierswitch.errors import ConfigError, DistillError
 from tierswitch.tiers.base import Capabilities
 
 torch.set_num_threads(1)
@@ -179,6 +179,61 @@ def test_a_failing_buffer_never_fails_a_request(world):
     assert feeder.flush(60)
     feeder.stop()
     assert len(results) == 20 and feeder.counters["errors"] >= 1 and feeder.counters["samples"] == 0
+
+
+class _GatedBuffer(MemoryBuffer):
+    """A buffer whose first write waits until released, signalling when the feeder thread is inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def put_many(self, samples):
+        self.entered.set()
+        self.release.wait(60)
+        return super().put_many(samples)
+
+
+def test_one_unusable_item_costs_only_itself_and_a_stopped_feeder_stays_stopped():
+    router = Router([CallableTier("full", lambda x: ("pos", np.array([0.3, 0.7])))], Fixed("full"), cache=None)
+    buffer = _GatedBuffer()
+    feeder = DistillFeeder(buffer, lambda x: np.full(3, len(x), dtype=np.float32)).attach(router)
+    router("first")
+    assert buffer.entered.wait(30)  # the feeder thread holds "first"; the next three queue up as one chunk
+    for x, truth in (("a", 1), ("bb", "refund"), ("ccc", 0)):  # "refund" is no class index: that item is unusable
+        router(x, truth=truth)
+    buffer.release.set()
+    assert feeder.flush(60)
+    assert feeder.counters["samples"] == 3 and feeder.counters["errors"] == 1  # not the whole chunk lost
+    assert sorted(s.truth for s in buffer.take(10).samples if s.truth is not None) == [0, 1]
+    feeder.stop()
+    router("after stop")  # counted, and no thread is started for it
+    assert feeder.counters["dropped"] == 1 and feeder._thread is None
+    with pytest.raises(DistillError, match="stopped for good"):
+        feeder.start()
+    with pytest.raises(ConfigError) as info:
+        DistillFeeder(MemoryBuffer(), max_batch=0)  # would spin the feeder thread without ever taking an item
+    assert info.value.field == "distill.max_batch"
+
+
+def test_a_failing_shadow_call_costs_only_the_shadow_samples():
+    def full(x):
+        if x.startswith("easy"):
+            raise RuntimeError("the full tier is down for shadow traffic")
+        return "F", np.array([0.1, 0.9])
+
+    base = CallableTier("base", lambda x: ("B", np.array([0.9, 0.1]) if x.startswith("easy") else np.array([0.6, 0.4])))
+    router = Router([base, CallableTier("full", full)], Cascade({"base": 0.8}), cache=None)  # "hard" escalates
+    buffer = _GatedBuffer()
+    feeder = DistillFeeder(buffer, lambda x: np.full(3, len(x), dtype=np.float32), shadow_rate=1.0).attach(router)
+    assert router("hard 0").tier == "full"
+    assert buffer.entered.wait(30)  # the feeder thread holds "hard 0"; the next two queue up as one chunk
+    assert router("easy 1").tier == "base" and router("hard 2").tier == "full"
+    buffer.release.set()
+    assert feeder.flush(60)
+    feeder.stop()
+    assert feeder.counters["errors"] == 1 and feeder.counters["shadow"] == 0
+    assert [float(s.x[0]) for s in buffer.take(10).samples] == [6.0, 6.0]  # both "hard" answers (len 6) kept
 
 
 def _shadow_run(base, full, stream, seed):

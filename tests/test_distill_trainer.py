@@ -212,6 +212,63 @@ def test_the_background_thread_pauses_after_each_step_in_proportion(digits, max_
         assert d._stop.pauses == []  # the distill worker (pace=False) and max_busy=1.0 never pause
 
 
+class _FakeTimer:
+    """The loop's busy-time clock: a tick per reading, so every optimizer step seems to take a few milliseconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 0.001
+        return self.now
+
+
+class _SlowToFill(MemoryBuffer):
+    """A real MemoryBuffer whose every take first waits 10 s (of the fake clock) for traffic to trickle in."""
+
+    def __init__(self, timer: _FakeTimer) -> None:
+        super().__init__()
+        self.timer = timer
+
+    def take(self, n, timeout_s=0.0, linger_s=0.0):
+        self.timer.now += 10.0
+        return super().take(n, timeout_s, linger_s)
+
+
+def test_pacing_counts_the_steps_busy_time_not_the_wait_for_samples(digits):
+    _, X_stream, probs, _, _ = digits
+    timer = _FakeTimer()
+    buf = _SlowToFill(timer)
+    buf.put_many(Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream[:320], probs[:320]))
+    d = Distiller(student_tier(SPEC, _identity, seed=0), buf, _config(max_busy=0.25, replay_ratio=0))
+    d._stop, d._timer = _RecordedPauses(), timer
+    d.run_until(lambda: len(buf) == 0, pace=True)
+    assert d.counters["steps"] >= 5 and len(d._stop.pauses) == d.counters["steps"]
+    # 3x a few ticks of compute each; waiting 10 s for samples would have asked for 30 s pauses
+    assert all(0 < p < 0.1 for p in d._stop.pauses), d._stop.pauses
+
+
+def test_samples_the_student_cannot_take_are_dropped_and_never_poison_the_holdout(digits):
+    _, X_stream, probs, _, _ = digits
+    tier = student_tier(SPEC, _identity, seed=0)
+    buf = MemoryBuffer()
+    d = Distiller(tier, buf, _config(holdout_share=0.5, eval_every=1, min_holdout=1))
+    good = [Sample(teacher=p, label=int(p.argmax()), x=x) for x, p in zip(X_stream[:300], probs[:300])]
+    bad = [Sample(teacher=probs[0], label=0, x=np.zeros(65, dtype=np.float32)),  # one feature too many
+           Sample(teacher=np.full(3, 1 / 3, dtype=np.float32), label=0, x=X_stream[0]),  # 3 classes, not 10
+           Sample(teacher=probs[0], label=0, raw="not an image")]  # student_input fails on the payload
+    for i in range(0, 300, 30):  # a bad one in every batch
+        buf.put_many(good[i:i + 30] + [bad[(i // 30) % 3]])
+    while d.step():  # never raises: each bad sample is dropped alone, its batch trains
+        pass
+    assert d.counters["invalid_samples"] == 10 and d.counters["errors"] == 0
+    assert d.counters["trained"] + d.counters["holdout"] == 300 and d.counters["steps"] >= 10
+    x, y = d.holdout()
+    assert x.shape == (d.counters["holdout"], 64) and len(y) == len(x)  # only real 64-feature samples held out
+    assert d.gate().n == len(y)  # ... so the gate keeps working
+    assert all(s.x is not None and s.x.shape == (64,) for s in buf.reservoir.sample(10_000))
+
+
 def test_gate_statistics():
     cfg = GateConfig(margin=0.01, z=2.5, min_samples=100)
     labels = np.arange(400) % 10

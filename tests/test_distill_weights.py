@@ -10,12 +10,15 @@ import numpy as np
 import pytest
 import redis
 import torch
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from redis_server import free_port
 from tierswitch.distill.compress import quantize_int8
 from tierswitch.distill.reload import WeightSubscriber
 from tierswitch.distill.student import StudentSpec, build_student, student_tier
 from tierswitch.distill.weights import WeightStore
-from tierswitch.errors import ConfigError, WeightVerificationError
+from tierswitch.errors import ConfigError, DistillError, WeightVerificationError
 
 torch.set_num_threads(1)
 SPEC = StudentSpec(6, (8,), 3, ("a", "b", "c"))
@@ -150,6 +153,28 @@ def test_subscriber_catches_up_on_start(store):
         assert tier.version == version  # loaded before start() returned
     finally:
         sub.stop()
+
+
+def test_a_restarted_subscriber_catches_up_before_start_returns(store):
+    tier = student_tier(SPEC, _features, seed=0)
+    sub = WeightSubscriber(store, tier, poll_s=60.0).start()
+    sub.stop()
+    version = store.publish(build_student(SPEC, seed=5).state_dict(), SPEC)  # announced while nobody listened
+    sub.start()
+    try:
+        assert tier.version == version  # the second start waited for its own catch-up, not the first one's
+    finally:
+        sub.stop()
+
+
+def test_a_subscriber_that_cannot_subscribe_says_so_and_leaves_no_thread_behind():
+    # nothing listens there; no retries inside redis-py, so each failed attempt is quick
+    dead = redis.Redis(port=free_port(), socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    sub = WeightSubscriber(WeightStore(dead, "nowhere"), student_tier(SPEC, _features, seed=0))
+    with pytest.raises(DistillError, match="is Redis up"):
+        sub.start(wait_s=0.5)
+    assert sub._thread is None  # stopped before raising: nothing keeps retrying behind the caller's back
+    dead.close()
 
 
 def test_int8_copy_is_smaller_and_close(store):

@@ -4,6 +4,7 @@ from the store, and reports bad settings as errors naming what to fix."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -36,9 +37,12 @@ def _args(url, prefix, *extra):
 
 def test_worker_trains_publishes_and_resumes(redis_url, redis_prefix, capsys):
     client = redis.Redis.from_url(redis_url)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         _fill(client, redis_prefix, 1000)
         assert main(_args(redis_url, redis_prefix, "--spec", json.dumps(SPEC), "--max-samples", "1000")) == 0
+        # run in-process, the worker hands the caller its own signal handlers back (Ctrl-C works again)
+        assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         promoted = [e for e in lines if e["event"] == "promoted"]
         summary = lines[-1]
@@ -61,6 +65,14 @@ def test_worker_without_a_spec_or_published_student_says_what_to_do(redis_url, r
     assert "--spec" in capsys.readouterr().err
     assert cli_main(["distill-worker", *_args(redis_url, redis_prefix, "--spec", '{"input_dim": 0}')]) == 1
     assert "student" in capsys.readouterr().err
+
+
+def test_worker_config_must_be_a_json_object(redis_url, redis_prefix, tmp_path, capsys):
+    listed = tmp_path / "config.json"
+    listed.write_text("[32, 0.5]")
+    argv = ["distill-worker", "--redis", redis_url, "--namespace", redis_prefix, "--config", str(listed)]
+    assert cli_main(argv) == 1
+    assert "--config" in capsys.readouterr().err
 
 
 def test_distill_package_imports_no_torch_or_redis():

@@ -15,6 +15,7 @@ import pytest
 from tierswitch import CallableTier, Cascade, Fixed, MemoryCache, Router
 from tierswitch.distill.buffer import MemoryBuffer
 from tierswitch.distill.sample import Sample
+from tierswitch.errors import ConfigError
 from tierswitch.metrics import CONTENT_TYPE, Family, Registry, RouterMetrics, serve_metrics
 from tierswitch.reliability import CircuitBreaker, Guarded
 
@@ -172,6 +173,9 @@ def test_server_stops_on_close_and_nothing_listens_or_loads_at_import():
     server = serve_metrics(0, registry=Registry())
     url = server.url
     urllib.request.urlopen(url, timeout=10).read()
+    with pytest.raises(ConfigError, match="choose a free port") as info:  # the port is taken: say what to do
+        serve_metrics(server.port, registry=Registry())
+    assert info.value.field == "metrics.port"
     server.close()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(url, timeout=2)

@@ -137,6 +137,9 @@ def test_bad_logs_are_refused_with_a_reason() -> None:
     log(cached)
     assert len(log.rows()) == 1  # a cache hit was not decided by a policy: not logged
     assert not log.feedback(99, 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        log.feedback(1, float("nan"))
+    assert log.rows()[0].quality is None  # nothing half-labelled
 
 
 def test_router_audit_log_gives_the_same_estimates(gsm8k, tmp_path) -> None:

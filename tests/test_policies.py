@@ -67,6 +67,12 @@ def test_cascade_trust_tightens_for_a_student_that_disagrees() -> None:
     assert policy.threshold_for(ctx, "distilled") == pytest.approx(0.9)
     ctx.agreement = {"distilled": 1.0}
     assert policy.threshold_for(ctx, "distilled") == pytest.approx(0.65)
+    # a NaN target would clamp the moved threshold to 0 and accept any answer: refused, like a bad trust
+    for kwargs, field in (({"target_agreement": float("nan")}, "policy.target_agreement"),
+                          ({"trust": "high"}, "policy.trust")):
+        with pytest.raises(ConfigError) as info:
+            Cascade({"distilled": 0.7}, **kwargs)
+        assert info.value.field == field
 
 
 def test_composition_falls_through_abstentions_and_flattens() -> None:

@@ -140,6 +140,10 @@ def test_records_and_feedback_reach_a_learning_arm() -> None:
         rewarded += ab.arm_of(ctx.request.digest) == "b"
     assert sum(bandit.status()["updates"].values()) == rewarded > 50
     assert not ab.feedback(999, quality=1.0)
+    counted = ab.report()["arms"]["b"]["quality"]["n"]
+    with pytest.raises(ValueError, match="exactly one"):  # refused before anything is counted
+        ab.feedback(next(k for k in range(200) if ab.arm_of(f"digest-{k}") == "b"), reward=1.0, quality=1.0)
+    assert ab.report()["arms"]["b"]["quality"]["n"] == counted
 
 
 def test_one_config_line() -> None:

@@ -311,6 +311,10 @@ def test_config_round_trip_and_errors_name_the_field() -> None:
          "policy.counters.name"),
         ({"kind": "budget", "target": "full_share", "value": 0.3, "counters": {"kind": "disk"}},
          "policy.counters.kind"),
+        ({"kind": "budget", "target": "full_share", "value": 0.3,
+          "counters": {"kind": "redis", "name": "f", "window_s": float("inf")}}, "policy.counters.window_s"),
+        ({"kind": "budget", "target": "full_share", "value": 0.3,
+          "counters": {"kind": "redis", "name": "f", "refresh_s": float("nan")}}, "policy.counters.refresh_s"),
     ]
     for config, field in bad:
         with pytest.raises(ConfigError) as info:

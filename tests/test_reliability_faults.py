@@ -16,7 +16,7 @@ from tierswitch.metrics import Registry, RouterMetrics
 from tierswitch.reliability import CircuitBreaker, Guarded
 
 TIMEOUT_S = 0.05
-HANG_S = 5.0  # far beyond timeout + margin: a request that waited for a hung call would show
+HANG_S = 120.0  # beyond the whole test on any machine: the hung calls end only when released at teardown
 MARGIN_S = 1.5  # generous: 2 shared cores, 16 client threads, GIL scheduling
 N = 10_000
 
@@ -41,7 +41,7 @@ class Flaky:
 
 
 class Hang:
-    """Every call hangs for HANG_S (or until released at teardown): its four workers stay stuck throughout."""
+    """Every call hangs until released at teardown (HANG_S at most): its four workers stay stuck throughout."""
 
     def __init__(self) -> None:
         self.release = threading.Event()

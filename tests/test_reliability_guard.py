@@ -109,6 +109,8 @@ def test_backoff_grows_exponentially_with_full_jitter_under_the_cap():
         Backoff(factor=0.5)
     with pytest.raises(ConfigError, match="max_s"):
         Backoff(base_s=1.0, max_s=0.5)
+    with pytest.raises(ConfigError, match="max_s"):
+        Backoff(max_s=float("inf"))  # a retry would sleep forever
 
 
 # -- identity -----------------------------------------------------------------------------------------------
@@ -126,6 +128,8 @@ def test_guarded_is_the_wrapped_tier_for_the_router():
     assert g.predict_one("ab", 1).output == "AB" and g.predict(["x", "y"])[1].output == "Y"
     with pytest.raises(ConfigError):
         Guarded(inner, timeout_s=0)
+    with pytest.raises(ConfigError):
+        Guarded(inner, timeout_s=float("inf"))  # would overflow the wait and escape the fallback (None: no timeout)
     with pytest.raises(ConfigError):
         Guarded(inner, retries=-1)
     with pytest.raises(ConfigError, match="factory"):
@@ -191,10 +195,11 @@ def hanging_tier(name: str, release: threading.Event, started: list | None = Non
 
 def test_sync_timeout_abandons_the_call_and_counts_it():
     release = threading.Event()
-    g = Guarded(hanging_tier("slow", release), timeout_s=0.05)
+    # the deadline leaves a loaded machine ample time to start the call on its worker (else it is "cancelled")
+    g = Guarded(hanging_tier("slow", release), timeout_s=0.5)
     try:
         t0 = time.perf_counter()
-        with pytest.raises(TierTimeout, match="no answer within 0.05s; the call was abandoned"):
+        with pytest.raises(TierTimeout, match="no answer within 0.5s; the call was abandoned"):
             g.predict_one("q")
         assert time.perf_counter() - t0 < 5.0  # returned at the deadline, not when the call ended
         assert g.pool.hung == 1 and g.stats["timeouts"] == 1
@@ -207,7 +212,10 @@ def test_sync_timeout_abandons_the_call_and_counts_it():
 def test_hung_workers_bound_threads_queued_calls_expire_and_a_full_queue_fails_fast():
     release = threading.Event()
     started: list[str] = []
-    g = Guarded(hanging_tier("slow", release, started), timeout_s=0.02, workers=2, max_queue=1)
+    # the deadline leaves a loaded machine ample time to start "a" and "b" on their workers
+    g = Guarded(hanging_tier("slow", release, started), timeout_s=0.25, workers=2, max_queue=1)
+    answers: list[str] = []
+    blocker = threading.Thread(target=lambda: answers.append(g.predict_one("d").output))
     try:
         for q in ("a", "b"):  # both workers get stuck
             with pytest.raises(TierTimeout, match="abandoned"):
@@ -215,19 +223,22 @@ def test_hung_workers_bound_threads_queued_calls_expire_and_a_full_queue_fails_f
         with pytest.raises(TierTimeout, match="still queued behind 2 busy worker"):
             g.predict_one("c")  # waited in the queue, never ran
         assert g.pool.snapshot()["threads"] == 2 and g.pool.cancelled == 1 and started == ["a", "b"]
-        blocker = threading.Thread(target=lambda: pytest.raises(TierTimeout, g.predict_one, "d"))
-        blocker.start()  # "d" takes the one queue place until its own timeout
+        assert g.pool.snapshot()["queued"] == 0  # the cancelled call left the queue at once
+        g.timeout_s = 60.0  # "d" holds the one queue place until the workers come back, however slow this thread
+        blocker.start()
         assert wait_until(lambda: g.pool.snapshot()["queued"] == 1)
         with pytest.raises(TierSaturated, match="1 calls already wait for its 2 worker"):
-            g.predict_one("e")
-        blocker.join(10)
+            g.predict_one("e")  # refused at once, not after its timeout
         assert g.pool.refused == 1 and g.stats["saturated"] == 1
     finally:
         release.set()
+        if blocker.ident is not None:  # started
+            blocker.join(30)
+    assert answers == ["late"]  # "d" ran once a stuck worker returned
     assert wait_until(lambda: g.pool.busy == 0 and g.pool.hung == 0)
     g.inner.fn = lambda x: "fine"
     assert g.predict_one("q").output == "fine"  # the workers came back
-    assert started == ["a", "b"]  # cancelled calls never ran
+    assert started == ["a", "b", "d"]  # the cancelled call "c" never ran
 
 
 def test_a_hung_call_does_not_keep_the_process_alive():
@@ -311,7 +322,7 @@ def test_async_timeouts_cancel_native_coroutines_and_abandon_sync_calls():
         assert tier.cancelled  # wait_for really cancelled it: nothing left running
 
         release = threading.Event()
-        g2 = Guarded(hanging_tier("slow", release), timeout_s=0.05)
+        g2 = Guarded(hanging_tier("slow", release), timeout_s=0.5)  # time enough to start the call: abandoned
         try:
             with pytest.raises(TierTimeout):
                 await g2.apredict_one("q")

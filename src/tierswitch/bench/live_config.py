@@ -106,6 +106,9 @@ def load_live_config(path: str | Path, limit: int | None = None) -> LiveSetup:
     unknown = sorted(set(config) - {"dataset", "tiers", "router", "batch_size"})
     if unknown:
         raise ConfigError(unknown[0], "unknown key; allowed: batch_size, dataset, router, tiers")
+    batch_size = config.get("batch_size", 32)  # checked before any model is built: a typo costs no loading time
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
     inputs, labels, source = _dataset(config.get("dataset"), limit)
     entries = config.get("tiers")
     if not isinstance(entries, list) or not entries:
@@ -132,7 +135,4 @@ def load_live_config(path: str | Path, limit: int | None = None) -> LiveSetup:
         from tierswitch.routing.from_config import router_from_config
 
         router = router_from_config(config["router"], tiers)
-    batch_size = config.get("batch_size", 32)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
     return LiveSetup(tiers, inputs, labels, router, batch_size, source)

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "write_curve_csv", "write_json"]
+__all__ = ["format_table", "json_safe", "write_curve_csv", "write_json"]
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -73,7 +73,7 @@ def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
     """The whole report (including which rows trained which model) as JSON; NaN becomes null."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_clean(report), indent=1, allow_nan=False), encoding="utf-8")
+    path.write_text(json.dumps(json_safe(report), indent=1, allow_nan=False), encoding="utf-8")
     return path
 
 
@@ -95,13 +95,15 @@ def write_curve_csv(report: Mapping[str, Any], path: str | Path) -> Path:
     return path
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
+    """``obj`` as plain JSON data: NaN/inf become None, mappings get string keys, tuples become lists, numpy
+    arrays and scalars plain lists and numbers."""
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, Mapping):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if hasattr(obj, "tolist"):
-        return _clean(obj.tolist())
+        return json_safe(obj.tolist())
     return obj

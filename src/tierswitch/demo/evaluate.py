@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,17 +48,27 @@ class TableRow:
 
 def _traced_bytes(store: ModelStore, trained: TrainedModel) -> int:
     """RAM held by the model once loaded: reload its bundle under tracemalloc (numpy reports its buffers)."""
+    with _tracing() as traced:
+        before = traced()
+        found = store.load(trained.name, trained.key)
+        model = model_from_bundle(*found) if found is not None else None
+        held = traced() - before
+        del model, found
+    return max(0, held)
+
+
+@contextmanager
+def _tracing() -> Iterator[Callable[[], int]]:
+    """Trace Python allocations in the block (unless something traces already); yields a reader of the bytes
+    traced. Tracing stops however the block ends: left on, it would slow every allocation for the rest of the run."""
     was_tracing = tracemalloc.is_tracing()
     if not was_tracing:
         tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    found = store.load(trained.name, trained.key)
-    model = model_from_bundle(*found) if found is not None else None
-    held = tracemalloc.get_traced_memory()[0] - before
-    del model, found
-    if not was_tracing:
-        tracemalloc.stop()
-    return max(0, held)
+    try:
+        yield lambda: tracemalloc.get_traced_memory()[0]
+    finally:
+        if not was_tracing:
+            tracemalloc.stop()
 
 
 def _memory_cache_bytes(workload: Workload, asm: Assembled, sample: int = 400) -> int:
@@ -69,16 +81,12 @@ def _memory_cache_bytes(workload: Workload, asm: Assembled, sample: int = 400) -
     fam = max(workload.families, key=lambda f: len(f.data.classes))  # the widest probability vectors
     proto = asm.router.tiers[fam.names["full"]].predict_one(fam.data.test_x[0])
     probe = MemoryCache(max_entries=sample + 1)
-    was_tracing = tracemalloc.is_tracing()
-    if not was_tracing:
-        tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    for i in range(sample):
-        entry = dataclasses.replace(proto, probs=np.array(proto.probs))  # each entry owns its probabilities
-        probe.set(f"{i:032x}", entry)
-    per_entry = (tracemalloc.get_traced_memory()[0] - before) / sample
-    if not was_tracing:
-        tracemalloc.stop()
+    with _tracing() as traced:
+        before = traced()
+        for i in range(sample):
+            entry = dataclasses.replace(proto, probs=np.array(proto.probs))  # each entry owns its probabilities
+            probe.set(f"{i:032x}", entry)
+        per_entry = (traced() - before) / sample
     return int(per_entry * len(asm.cache))
 
 

@@ -140,6 +140,7 @@ def _run_demo(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if asm.redis_namespace is not None:
             _drop_namespace(asm, say)
+            asm.cache.close()  # type: ignore[attr-defined]  # the RedisCache's connections, whatever happened
 
 
 def _drop_namespace(asm: Any, say: Any) -> None:

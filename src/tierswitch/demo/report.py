@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tierswitch.bench.report import json_safe
 from tierswitch.demo.stream import REQUEST_FIELDS, StreamLog
 from tierswitch.errors import ConfigError
 
@@ -61,19 +61,6 @@ def promotion_points(log: StreamLog, family_of_tier: dict[str, int] | None = Non
     return points
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN/inf become None, numpy scalars plain numbers, tuples lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
@@ -95,6 +82,6 @@ def write_report(out: Path, summary: dict[str, Any], log: StreamLog, figures: di
     body = dict(summary)
     body["files"] = {"summary": "summary.json", "curve": "curve.csv", "requests": "requests.csv", "table": "table.md",
                      **(figures or {})}
-    (out / "summary.json").write_text(json.dumps(_clean(body), indent=2, ensure_ascii=False) + "\n",
+    (out / "summary.json").write_text(json.dumps(json_safe(body), indent=2, ensure_ascii=False) + "\n",
                                       encoding="utf-8")
     return out

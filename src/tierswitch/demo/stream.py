@@ -115,8 +115,8 @@ def run_stream(
     try:
         for i, item in enumerate(items):
             if learning and item.phase == "score":
+                learning = False  # first: should stopping fail, the finally below must not try it a second time
                 _stop_learning(asm)
-                learning = False
                 last_probe = None  # probe again the student that serves the scored inputs (its owed replay done)
             routed = asm.router(item.payload, modality=item.modality)
             row = {

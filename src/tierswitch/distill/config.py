@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from tierswitch.config import finite, positive
 from tierswitch.distill.gate import GateConfig
 from tierswitch.errors import ConfigError
 
@@ -28,8 +29,9 @@ class DistillConfig:
     int8 / prune / tolerance: compression of the served student; num_threads: torch threads of the trainer thread;
     take_timeout_s: how long an idle background step waits for samples; linger_s: how much longer it waits for a
     partial mini-batch to fill; max_busy: the largest share of wall time the background thread (``start()``) spends
-    in steps: after a step of t seconds it pauses t * (1 - max_busy) / max_busy, so serving threads in the same
-    process get the GIL and the cores back (1.0: no pause; the distill worker, a process of its own, never pauses);
+    in steps: after a step that computed for t seconds (waiting for samples is not counted) it pauses
+    t * (1 - max_busy) / max_busy, so serving threads in the same process get the GIL and the cores back (1.0: no
+    pause; the distill worker, a process of its own, never pauses);
     seed: every random choice.
     """
 
@@ -60,19 +62,16 @@ class DistillConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive_ints = ("batch_size", "eval_every", "holdout_size", "num_threads")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"distill.{name}", f"must be a positive integer, got {value!r}")
-        if not isinstance(self.idle_replay, int) or self.idle_replay < 0:
+        for name in ("batch_size", "eval_every", "holdout_size", "num_threads"):
+            positive(f"distill.{name}", getattr(self, name), integer=True)
+        if isinstance(self.idle_replay, bool) or not isinstance(self.idle_replay, int) or self.idle_replay < 0:
             raise ConfigError("distill.idle_replay", f"must be an integer >= 0, got {self.idle_replay!r}")
-        unit = {"replay_share": (0.0, 0.9), "holdout_share": (0.0, 0.9), "alpha": (0.0, 1.0), "prune": (0.0, 0.95),
-                "tolerance": (0.0, 1.0)}
-        for name, (lo, hi) in unit.items():
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not lo <= value <= hi:
-                raise ConfigError(f"distill.{name}", f"must be a number in [{lo}, {hi}], got {value!r}")
+        for name, high in (("replay_share", 0.9), ("holdout_share", 0.9), ("alpha", 1.0), ("prune", 0.95),
+                           ("tolerance", 1.0), ("weight_decay", math.inf), ("mse_weight", math.inf),
+                           ("grad_clip", math.inf), ("linger_s", math.inf)):
+            finite(f"distill.{name}", getattr(self, name), low=0.0, high=high)
+        for name in ("lr", "temperature", "take_timeout_s"):
+            finite(f"distill.{name}", getattr(self, name), low=0.0, strict=True)
         busy = self.max_busy
         if isinstance(busy, bool) or not isinstance(busy, (int, float)) or not 0.0 < busy <= 1.0:
             raise ConfigError("distill.max_busy", f"must be a number in (0, 1] (share of wall time), got {busy!r}")
@@ -80,14 +79,6 @@ class DistillConfig:
         if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0.0 <= ratio <= 100.0:
             raise ConfigError("distill.replay_ratio", f"must be a number in [0, 100] (replay steps per fresh step), "
                                                       f"got {ratio!r}")
-        for name in ("lr", "temperature", "take_timeout_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ConfigError(f"distill.{name}", f"must be a finite number > 0, got {value!r}")
-        for name in ("weight_decay", "mse_weight", "grad_clip", "linger_s"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"distill.{name}", f"must be a finite number >= 0, got {value!r}")
         _ = self.gate  # validates margin, z, min_holdout
 
     @property

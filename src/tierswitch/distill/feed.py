@@ -21,9 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from tierswitch.config import finite, positive
 from tierswitch.distill.buffer import Buffer
 from tierswitch.distill.sample import Sample
 from tierswitch.errors import ConfigError, DistillError
+from tierswitch.tiers.base import same_output
 from tierswitch.types import DecisionRecord, Prediction
 
 __all__ = ["DistillFeeder"]
@@ -39,6 +41,8 @@ class DistillFeeder:
     ``student_input(payload)`` computes the student's features in the feeder thread (None: samples carry the raw
     payload, which must then be msgpack-serialisable). ``classes`` maps outputs to class indices when a prediction
     has no probabilities, and ground truth found in the request's meta under ``truth_key`` to an index.
+    ``queue_size`` bounds the hand-off queue; the thread turns up to ``max_batch`` items at a time into samples
+    (one batched shadow call, one buffer write). ``stop()`` ends it for good.
     """
 
     def __init__(
@@ -55,10 +59,9 @@ class DistillFeeder:
         truth_key: str = "truth",
         max_batch: int = 64,
     ) -> None:
-        if not 0.0 <= shadow_rate <= 1.0:
-            raise ConfigError("distill.shadow_rate", f"must be in [0, 1], got {shadow_rate!r}")
-        if not isinstance(queue_size, int) or queue_size < 1:
-            raise ConfigError("distill.queue_size", f"must be a positive integer, got {queue_size!r}")
+        shadow_rate = finite("distill.shadow_rate", shadow_rate, low=0.0, high=1.0)
+        positive("distill.queue_size", queue_size, integer=True)
+        positive("distill.max_batch", max_batch, integer=True)  # 0 would spin the feeder thread on a full queue
         self.buffer = buffer
         self.student_input = student_input
         self.router = router
@@ -75,8 +78,7 @@ class DistillFeeder:
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._busy = 0
-        self._stop = False
-        self._closed = False
+        self._closed = False  # set by stop(): the thread drains the queue and ends, later requests are dropped
         self._thread: threading.Thread | None = None
 
     def attach(self, router: Any) -> DistillFeeder:
@@ -93,13 +95,17 @@ class DistillFeeder:
         try:
             self._offer(record)
         except Exception:  # a hook must never fail a request; count and move on
-            self.counters["errors"] += 1
+            self._count("errors")
+
+    def _count(self, counter: str, n: int = 1) -> None:
+        with self._cond:  # serving threads and the feeder thread all count: `+=` on a dict is not atomic
+            self.counters[counter] += n
 
     def _offer(self, record: DecisionRecord) -> None:
         if record.cached:  # its answer was learned from when it was first computed
             return
         if self._closed:
-            self.counters["dropped"] += 1
+            self._count("dropped")
             return
         full = self.full_tier or (self.router.full if self.router is not None else None)
         truth = record.meta.get(self.truth_key) if record.meta else None
@@ -110,7 +116,7 @@ class DistillFeeder:
             if cheap is None or self.router is None or self.shadow_rate <= 0:
                 return
         if not self._full_accepts(full, record):  # checked before the draw: other modalities leave the seeded
-            self.counters["unaccepted"] += 1  # sequence of shadow draws untouched
+            self._count("unaccepted")  # sequence of shadow draws untouched
             return
         if teacher is not None:
             item: _Item = ("full", record.request.payload, teacher, None, truth)
@@ -121,14 +127,17 @@ class DistillFeeder:
                 return
             item = ("shadow", record.request.payload, None, cheap, truth)
         with self._cond:
+            if self._closed:  # checked under the lock: a stopped feeder never gets a thread again
+                self.counters["dropped"] += 1
+                return
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
                 self.counters["dropped"] += 1
             self._queue.append(item)
             self.counters["queued"] += 1
             self._cond.notify()
-        if self._thread is None:
-            self.start()
+            if self._thread is None:
+                self._start_thread()
 
     def _full_accepts(self, full: str | None, record: DecisionRecord) -> bool:
         """Whether the full tier may take this request's input (its capabilities, as the router checks them)."""
@@ -141,17 +150,21 @@ class DistillFeeder:
 
     # -- the background side --------------------------------------------------------------------------------
     def start(self) -> DistillFeeder:
+        """Start the feeder thread now (the first offered request also starts it)."""
         with self._cond:
+            if self._closed:
+                raise DistillError("this feeder was stopped for good; attach a new DistillFeeder")
             if self._thread is None:
-                self._stop = False
-                self._thread = threading.Thread(target=self._run, name="tierswitch-feeder", daemon=True)
-                self._thread.start()
+                self._start_thread()
         return self
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="tierswitch-feeder", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Process what is queued, then stop for good (later requests are counted as dropped)."""
         with self._cond:
-            self._stop = True
             self._closed = True
             self._cond.notify_all()
         if self._thread is not None:
@@ -166,15 +179,15 @@ class DistillFeeder:
     def _run(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._stop)
-                if self._stop and not self._queue:
+                self._cond.wait_for(lambda: self._queue or self._closed)
+                if not self._queue:  # stopped, and everything queued before is done
                     return
                 items = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
                 self._busy += 1
             try:
                 self._process(items)
-            except Exception as exc:  # a broken teacher or buffer loses these items, never the thread
-                self.counters["errors"] += 1
+            except Exception as exc:  # a broken buffer loses these items, never the thread
+                self._count("errors")
                 log.warning("distillation feeder dropped %d item(s): %s", len(items), exc)
             finally:
                 with self._cond:
@@ -182,26 +195,43 @@ class DistillFeeder:
                     self._cond.notify_all()
 
     def _process(self, items: list[_Item]) -> None:
-        shadow = [it for it in items if it[0] == "shadow"]
-        answers: dict[int, Prediction] = {}
-        if shadow:  # one batched call of the full tier for every shadowed request in this chunk
-            full_name = self.full_tier or self.router.full
-            predictions = self.router.tiers[full_name].predict([it[1] for it in shadow])
-            observe = getattr(self.router, "observe_agreement", None)
-            for it, teacher in zip(shadow, predictions):
-                cheap = it[3]
-                assert cheap is not None
-                answers[id(it)] = teacher
-                agreed = _same(cheap.output, teacher.output)
-                self.counters["shadow"] += 1
-                self.counters["agreed"] += int(agreed)
-                if observe is not None:
-                    observe(cheap.tier, agreed)
+        answers = self._shadow_answers([it for it in items if it[0] == "shadow"])
         samples = []
         for it in items:
-            teacher = it[2] if it[2] is not None else answers[id(it)]
-            samples.append(self._sample(it[0], it[1], teacher, it[4]))
-        self.counters["samples"] += self.buffer.put_many(samples)
+            teacher = it[2] if it[2] is not None else answers.get(id(it))
+            if teacher is None:  # its shadow call failed (counted): the full tier's own answers still go through
+                continue
+            try:
+                samples.append(self._sample(it[0], it[1], teacher, it[4]))
+            except Exception as exc:  # one unusable answer (no probabilities, bad truth) loses only its own item
+                self._count("errors")
+                log.warning("distillation feeder dropped an item: %s", exc)
+        self._count("samples", self.buffer.put_many(samples))
+
+    def _shadow_answers(self, shadow: list[_Item]) -> dict[int, Prediction]:
+        """The full tier's answers to the shadowed requests (one batched call), by ``id`` of the item; empty (and
+        counted in ``errors``) when that call fails."""
+        if not shadow:
+            return {}
+        full_name = self.full_tier or self.router.full
+        try:
+            predictions = self.router.tiers[full_name].predict([it[1] for it in shadow])
+        except Exception as exc:  # a failing teacher costs the shadow samples of this chunk, nothing else
+            self._count("errors")
+            log.warning("distillation feeder: shadow call to %r failed for %d item(s): %s", full_name, len(shadow), exc)
+            return {}
+        observe = getattr(self.router, "observe_agreement", None)
+        answers: dict[int, Prediction] = {}
+        for it, teacher in zip(shadow, predictions):
+            cheap = it[3]
+            assert cheap is not None
+            answers[id(it)] = teacher
+            agreed = same_output(cheap.output, teacher.output)
+            self._count("shadow")
+            self._count("agreed", int(agreed))
+            if observe is not None:
+                observe(cheap.tier, agreed)
+        return answers
 
     def _sample(self, source: str, payload: Any, teacher: Prediction, truth: Any) -> Sample:
         if teacher.probs is not None:
@@ -224,9 +254,3 @@ class DistillFeeder:
             teacher=probs, label=label, x=x, raw=payload if x is None else None, truth=truth_idx,
             meta={"src": source, "v": teacher.tier_version},
         )
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return bool(a == b)

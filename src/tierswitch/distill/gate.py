@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tierswitch.config import finite, positive
 from tierswitch.errors import ConfigError
 
 __all__ = ["GateConfig", "GateResult", "PromotionEvent", "judge"]
@@ -31,12 +32,10 @@ class GateConfig:
     min_samples: int = 200
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.margin < 1.0:
-            raise ConfigError("distill.gate.margin", f"must be in [0, 1), got {self.margin!r}")
-        if not self.z >= 0:
-            raise ConfigError("distill.gate.z", f"must be >= 0, got {self.z!r}")
-        if not isinstance(self.min_samples, int) or self.min_samples < 1:
-            raise ConfigError("distill.gate.min_samples", f"must be a positive integer, got {self.min_samples!r}")
+        if finite("distill.gate.margin", self.margin, low=0.0, high=1.0) == 1.0:
+            raise ConfigError("distill.gate.margin", "must be below 1 (a gain of every holdout item), got 1")
+        finite("distill.gate.z", self.z, low=0.0)
+        positive("distill.gate.min_samples", self.min_samples, integer=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ class TrainingLoop:
         buffer: Buffer
         counters: dict[str, int]
 
-        def _step(self, timeout_s: float, linger_s: float) -> tuple[int, bool]: ...
+        def _step(self, timeout_s: float, linger_s: float) -> tuple[int, float | None]: ...
 
         def replay_step(self) -> bool: ...
 
@@ -47,6 +47,7 @@ class TrainingLoop:
         self._replay_credit = 0.0  # extra replay-only steps allowed while no fresh samples wait (up to idle_replay)
         self._idle = threading.Condition()
         self._empty_takes = 0
+        self._timer: Callable[[], float] = time.perf_counter  # measures busy time (tests inject a fake one)
 
     def start(self: _L) -> _L:
         """Train in a background thread until ``stop()``; returns ``self``."""
@@ -71,50 +72,57 @@ class TrainingLoop:
         it owes ``replay_ratio`` replay-only steps and pays them before the next take, so the replay share holds
         under steady traffic too; while no fresh samples wait it may replay more, up to ``idle_replay`` replay
         steps per fresh step in all; then it blocks on the buffer. With ``pace`` (the background thread) it pauses
-        after each optimizer step so that steps take at most ``max_busy`` of the wall time."""
+        after each optimizer step so that steps take at most ``max_busy`` of the wall time (the time spent waiting
+        for samples is idle, not busy)."""
         torch.set_num_threads(self.config.num_threads)  # this thread only: serving threads keep theirs
         cfg = self.config
         idle_extra = max(0.0, cfg.idle_replay - cfg.replay_ratio)
         pause_per_busy_s = (1.0 - cfg.max_busy) / cfg.max_busy if pace else 0.0
         while not should_stop():
-            started = time.perf_counter()
             try:
-                trained = self._one_round(idle_extra)
+                busy_s = self._one_round(idle_extra)
             except Exception as exc:  # a Redis hiccup or a bad sample must not kill the trainer
                 self.counters["errors"] += 1
                 log.exception("distiller step failed: %s", exc)
                 self._stop.wait(1.0)
                 continue
-            if trained and pause_per_busy_s:
-                self._stop.wait((time.perf_counter() - started) * pause_per_busy_s)
+            if busy_s is not None and pause_per_busy_s:
+                self._stop.wait(busy_s * pause_per_busy_s)
 
-    def _one_round(self, idle_extra: float) -> bool:
+    def _one_round(self, idle_extra: float) -> float | None:
         """One scheduling decision: an owed replay step, a fresh step, an allowed idle replay, or an idle mark.
-        True when an optimizer step ran (the busy time ``max_busy`` paces)."""
+        Returns the seconds an optimizer step computed for (what ``max_busy`` paces), None when none ran."""
         cfg = self.config
         if self._replay_due >= 1.0 - 1e-9:  # owed replay first, even while fresh samples wait
             self._replay_due -= 1.0
-            if not self.replay_step():
+            busy_s = self._timed_replay()
+            if busy_s is None:
                 self._replay_due = 0.0  # the reservoir holds less than a batch yet: nothing to replay
-                return False
-            return True
+            return busy_s
         credit = self._replay_credit >= 1.0 - 1e-9
-        consumed, trained = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
-        if trained:
+        consumed, busy_s = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
+        if busy_s is not None:
             self._replay_due += cfg.replay_ratio
             self._replay_credit = min(self._replay_credit + idle_extra, 10.0 * cfg.idle_replay)
         if consumed:
-            return trained
+            return busy_s
         if credit:
             self._replay_credit -= 1.0
-            if not self.replay_step():
+            busy_s = self._timed_replay()
+            if busy_s is None:
                 self._replay_credit = 0.0
-                return False
-            return True
+            return busy_s
         with self._idle:  # nothing fresh and no replay owed or allowed: the trainer is idle
             self._empty_takes += 1
             self._idle.notify_all()
-        return False
+        return None
+
+    def _timed_replay(self) -> float | None:
+        """``replay_step``, returning how long it took (None when the reservoir held too little to take it)."""
+        started = self._timer()
+        if not self.replay_step():
+            return None
+        return self._timer() - started
 
     def wait_idle(self, timeout_s: float = 30.0) -> bool:
         """Block until the background trainer is idle (no fresh sample, no replay owed or allowed) on a take that began

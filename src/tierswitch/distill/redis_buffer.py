@@ -7,7 +7,8 @@ name re-reads its own pending entries, and any worker ``XAUTOCLAIM``s entries an
 a slow but live worker is never robbed (which would train on the same entry twice).
 
 Entries trimmed by ``MAXLEN`` before anyone read them are lost by design (it bounds Redis memory); size it for the
-backlog you accept. Trimmed-while-pending and corrupt entries are acknowledged and counted, never retried forever.
+backlog you accept. Trimmed-while-pending and corrupt entries are acknowledged and counted, never retried forever. A
+group that vanished (a Redis restarted without persistence) is created again by the next ``take``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,19 @@ class RedisStreamBuffer(Buffer):
         longer than ``claim_idle_ms`` in other consumers' lists (``XAUTOCLAIM``), then new ones."""
         self.ensure_group()
         with self._take_lock:
+            try:
+                return self._take(n, timeout_s, linger_s)
+            except Exception as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+            # the stream or its group is gone (a Redis restarted without persistence, a flush): every entry this
+            # consumer had pending went with it, so start over on a new group rather than fail every take from now on
+            log.warning("consumer group %r of stream %r is gone; creating it again", self.group, self.stream)
+            with self._state_lock:
+                self._group_ready = False
+                self._own_pending_done = False
+                self._own_cursor = self._claim_cursor = "0-0"
+            self.ensure_group()
             return self._take(n, timeout_s, linger_s)
 
     def _take(self, n: int, timeout_s: float, linger_s: float) -> Taken:

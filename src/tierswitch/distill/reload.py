@@ -90,13 +90,16 @@ class WeightSubscriber:
         if self._thread is not None:
             return self
         self._stop.clear()
+        self._ready.clear()  # a restart waits for its own subscription, not the one before stop()
         self._thread = threading.Thread(target=self._run, name=f"tierswitch-reload-{self.tier.name}", daemon=True)
         self._thread.start()
         if wait_s and not self._ready.wait(wait_s):
+            self.stop()  # no thread left retrying behind the caller's back
             raise DistillError(f"could not subscribe to {self.store.channel!r} within {wait_s}s; is Redis up?")
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop following the store (the thread ends within a poll of its pub/sub connection)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)

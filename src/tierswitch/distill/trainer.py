@@ -77,7 +77,7 @@ class Distiller(TrainingLoop):
         self.events: list[PromotionEvent] = []
         self.gates: list[GateResult] = []
         self.counters = {"steps": 0, "replay_steps": 0, "trained": 0, "replayed": 0, "holdout": 0,
-                         "skipped_nonfinite": 0, "nonfinite_samples": 0, "errors": 0}
+                         "skipped_nonfinite": 0, "nonfinite_samples": 0, "invalid_samples": 0, "errors": 0}
         self._holdout: deque[tuple[np.ndarray, int]] = deque(maxlen=self.config.holdout_size)
         self._rng = random.Random(self.config.seed)
         self._model: nn.Module | None = None
@@ -111,46 +111,78 @@ class Distiller(TrainingLoop):
             return np.asarray(sample.x, dtype=np.float32).reshape(-1)
         return np.asarray(self.student_input(sample.raw), dtype=np.float32).reshape(-1)
 
+    def _usable(self, samples: Sequence[Sample]) -> list[tuple[Sample, np.ndarray]]:
+        """Each sample that can train the student, with its features; the others are dropped and counted: NaN/inf
+        in the teacher's answer or the features (``nonfinite_samples``), or features of the wrong width, a teacher
+        over the wrong number of classes, or a ``student_input`` that failed on the payload (``invalid_samples``).
+        One such sample must not fail its whole batch nor, once held out, every later gate."""
+        usable = []
+        width, n_classes = (self.spec.input_dim,), (self.spec.n_classes,)
+        for sample in samples:
+            if not is_finite(sample):
+                self.counters["nonfinite_samples"] += 1
+                continue
+            try:
+                x = self._features(sample)
+            except Exception as exc:  # the user's student_input on this payload
+                x, problem = None, f"student_input failed: {type(exc).__name__}: {exc}"
+            else:
+                problem = None if x.shape == width else f"{x.size} features for a student of input_dim {width[0]}"
+            if problem is None and np.shape(sample.teacher) != n_classes:
+                problem = f"a teacher over {np.size(sample.teacher)} classes for a student of {n_classes[0]}"
+            if problem is not None:
+                self.counters["invalid_samples"] += 1
+                if self.counters["invalid_samples"] == 1:  # once: the counter tells how many followed
+                    log.warning("distiller dropped a sample it cannot train on (%s); see counters['invalid_samples']",
+                                problem)
+                continue
+            if sample.x is None and not np.isfinite(x).all():  # features computed here from a raw payload
+                self.counters["nonfinite_samples"] += 1
+                continue
+            usable.append((sample, x))
+        return usable
+
     # -- one step -------------------------------------------------------------------------------------------
     def step(self, timeout_s: float = 0.0, linger_s: float = 0.0) -> int:
         """Take up to ``batch_size`` fresh samples (waiting at most ``timeout_s`` for the first and ``linger_s``
-        more for the batch to fill), drop (and count) any holding NaN/inf, set a share aside for the holdout,
-        train one mini-batch (plus replay), acknowledge the samples, and run the gate every ``eval_every`` steps.
-        Returns the number of fresh samples consumed (0 when none waited)."""
+        more for the batch to fill), drop (and count) any that cannot train the student (NaN/inf, wrong width: see
+        ``_usable``), set a share aside for the holdout, train one mini-batch (plus replay), acknowledge the
+        samples, and run the gate every ``eval_every`` steps. Returns the number of fresh samples consumed (0 when
+        none waited)."""
         return self._step(timeout_s, linger_s)[0]
 
-    def _step(self, timeout_s: float, linger_s: float) -> tuple[int, bool]:
-        """``step``, also telling whether a fresh optimizer step was taken."""
+    def _step(self, timeout_s: float, linger_s: float) -> tuple[int, float | None]:
+        """``step``, also telling how many seconds the fresh optimizer step computed for (None when none was
+        taken): the busy time the background loop paces, which leaves out the wait for samples."""
         with self._take_lock:  # wait for samples without the training lock
             taken = self.buffer.take(self.config.batch_size, timeout_s, linger_s)
         if not taken.samples:
-            return 0, False
+            return 0, None
         with self._lock:
+            started = self._timer()
             steps_before = self.counters["steps"] + self.counters["replay_steps"]
-            train: list[Sample] = []
-            for sample in taken.samples:
-                if not is_finite(sample):
-                    self.counters["nonfinite_samples"] += 1  # never trained on, never replayed
-                elif self._rng.random() < self.config.holdout_share:
-                    self._holdout.append((self._features(sample), int(sample.label)))
+            train: list[tuple[Sample, np.ndarray]] = []
+            for sample, x in self._usable(taken.samples):  # the dropped ones are never trained on nor replayed
+                if self._rng.random() < self.config.holdout_share:
+                    self._holdout.append((x, int(sample.label)))
                     self.counters["holdout"] += 1
                 else:
-                    train.append(sample)
+                    train.append((sample, x))
             trained = False
             if train:
                 cfg = self.config
                 n_replay = math.ceil(cfg.replay_share * len(train) / (1.0 - cfg.replay_share))
-                replay = self.buffer.replay(n_replay) if n_replay else []
+                replay = self._usable(self.buffer.replay(n_replay)) if n_replay else []
                 trained = self._train(train + replay, replay_only=False)
                 if trained:
-                    self.buffer.reservoir.add(train)  # a batch that blew up is not replayed either
+                    self.buffer.reservoir.add(s for s, _ in train)  # a batch that blew up is not replayed either
                 self.counters["trained"] += len(train)  # fresh samples consumed by training (replay not counted)
                 self.counters["replayed"] += len(replay)
             # only now, and before the lock is released: a crash before this line leaves the samples pending for
             # redelivery, and no gate (from any thread) sees weights trained on unacknowledged samples
             self.buffer.ack(taken)
             self._maybe_gate(steps_before)
-            return len(taken.samples), trained
+            return len(taken.samples), (self._timer() - started if trained else None)
 
     def replay_step(self) -> bool:
         """One optimizer step on reservoir samples only. False if the reservoir holds less than a batch."""
@@ -158,16 +190,21 @@ class Distiller(TrainingLoop):
             batch = self.buffer.replay(self.config.batch_size)
             if len(batch) < self.config.batch_size:
                 return False
+            usable = self._usable(batch)
+            if not usable:
+                return False
             steps_before = self.counters["steps"] + self.counters["replay_steps"]
-            self._train(batch, replay_only=True)
+            self._train(usable, replay_only=True)
             self._maybe_gate(steps_before)
             return True
 
-    def _train(self, samples: Sequence[Sample], *, replay_only: bool) -> bool:
-        """One optimizer step; False (weights untouched, counted) when the loss or the gradient is not finite."""
+    def _train(self, batch: Sequence[tuple[Sample, np.ndarray]], *, replay_only: bool) -> bool:
+        """One optimizer step on (sample, features) pairs; False (weights untouched, counted) when the loss or the
+        gradient is not finite."""
         model = self._ensure_model()
         cfg = self.config
-        x = torch.from_numpy(np.stack([self._features(s) for s in samples]))
+        samples = [s for s, _ in batch]
+        x = torch.from_numpy(np.stack([x for _, x in batch]))
         teacher = torch.from_numpy(teacher_logits(samples))
         labels = torch.tensor(
             [s.truth if (cfg.use_truth and s.truth is not None) else s.label for s in samples], dtype=torch.int64

@@ -76,6 +76,8 @@ def _config(args: argparse.Namespace) -> Any:
     from tierswitch.distill.config import DistillConfig
 
     d = _json_arg(args.config, "--config") if args.config else {}
+    if not isinstance(d, dict):
+        raise ConfigError("--config", f"must be a JSON object of DistillConfig fields, got {type(d).__name__}")
     flags = {"batch_size": args.batch_size, "eval_every": args.eval_every, "min_holdout": args.min_holdout,
              "margin": args.margin, "num_threads": args.threads, "prune": args.prune, "seed": args.seed}
     d.update({k: v for k, v in flags.items() if v is not None})
@@ -96,13 +98,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import redis
 
+    config = _config(args)
+    client = redis.Redis.from_url(args.redis, socket_connect_timeout=5, socket_timeout=30)
+    try:
+        return _run(args, config, client)
+    finally:
+        client.close()
+
+
+def _run(args: argparse.Namespace, config: Any, client: Any) -> int:
     from tierswitch.distill.redis_buffer import RedisStreamBuffer
     from tierswitch.distill.student import StudentSpec, build_student, student_tier
     from tierswitch.distill.trainer import Distiller
     from tierswitch.distill.weights import WeightStore
 
-    config = _config(args)
-    client = redis.Redis.from_url(args.redis, socket_connect_timeout=5, socket_timeout=30)
     store = WeightStore(client, args.namespace, keep=args.keep)
     spec = StudentSpec.from_dict(_json_arg(args.spec, "--spec")) if args.spec else None
     try:
@@ -128,8 +137,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     distiller = Distiller(tier, buffer, config, spec=spec, store=store, on_promote=announce)
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
     last_fresh = [time.monotonic(), 0]
 
     def should_stop() -> bool:
@@ -142,7 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return True
         return stop.is_set()
 
-    distiller.run_until(should_stop)
+    # SIGTERM/SIGINT stop the loop after its step; the caller's handlers come back afterwards (main() may run
+    # inside another program, e.g. a test process, whose Ctrl-C must work again)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        distiller.run_until(should_stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print(json.dumps({"event": "exit", **distiller.summary(), **buffer.stats()}), flush=True)
-    client.close()
     return 0

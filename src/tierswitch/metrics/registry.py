@@ -218,7 +218,8 @@ class Registry:
             try:
                 families.extend(collector())
             except Exception:  # a metrics bug must never break the scrape (nor the service)
-                self.collector_errors += 1
+                with self._lock:  # concurrent scrapes (the server is threaded) must not lose a count
+                    self.collector_errors += 1
                 log.exception("metrics collector %r failed", collector)
         families.append(Family("tierswitch_metrics_collector_errors_total", "counter",
                                "Metrics collectors that raised during a scrape.").add(self.collector_errors))

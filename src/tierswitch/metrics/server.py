@@ -11,6 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tierswitch.errors import ConfigError
 from tierswitch.metrics.registry import Registry, default_registry
 
 __all__ = ["CONTENT_TYPE", "MetricsServer", "serve_metrics"]
@@ -74,10 +75,15 @@ class MetricsServer:
 
 def serve_metrics(port: int = 9464, host: str = "127.0.0.1", *, registry: Registry | None = None) -> MetricsServer:
     """Serve ``registry`` (default: the process-wide ``default_registry()``) at ``http://host:port/metrics`` from a
-    daemon thread; port 0 picks a free port (read it from the returned handle)."""
+    daemon thread; port 0 picks a free port (read it from the returned handle). ``ConfigError`` when the address
+    cannot be bound."""
     registry = registry if registry is not None else default_registry()
     handler = type("MetricsHandler", (_Handler,), {"registry": registry})
-    server = ThreadingHTTPServer((host, port), handler)
+    try:
+        server = ThreadingHTTPServer((host, port), handler)
+    except OSError as exc:  # port taken, or a host this machine does not have
+        raise ConfigError("metrics.port", f"cannot listen on {host}:{port} ({exc}); choose a free port, or 0 for "
+                                          "any free one") from exc
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name="tierswitch-metrics", daemon=True)
     thread.start()

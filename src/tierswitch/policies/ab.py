@@ -174,9 +174,11 @@ class ABTest(Policy):
 
     def feedback(self, request_id: int, reward: float | None = None, *, quality: float | None = None) -> bool:
         """A quality label (in [0, 1]) for a served request, counted for its arm and forwarded to it."""
+        if (reward is None) == (quality is None):  # checked before counting: the arm would refuse both at once
+            raise ValueError("feedback: pass exactly one of quality= or reward=")
         value = quality if quality is not None else reward
-        if value is None or not math.isfinite(value):
-            raise ValueError("feedback: pass a finite quality= (or reward=)")
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"feedback: the value must be finite, got {value!r}")
         with self._lock:
             arm = self._arm_of.get(request_id)
             if arm is None:

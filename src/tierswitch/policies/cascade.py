@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-from tierswitch.errors import ConfigError
+from tierswitch.config import finite
 from tierswitch.policies.base import Policy
 from tierswitch.types import Decision, Prediction, RoutingContext
 
@@ -32,14 +31,12 @@ class Cascade(Policy):
         target_agreement: float = 0.9,
     ) -> None:
         for tier, value in thresholds.items():
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
-                raise ConfigError(f"policy.thresholds.{tier}", f"must be a number in [0, 1], got {value!r}")
-        if not 0.0 <= trust <= 1.0:
-            raise ConfigError("policy.trust", f"must be in [0, 1], got {trust!r}")
+            finite(f"policy.thresholds.{tier}", value, low=0.0, high=1.0)
         self.thresholds = dict(thresholds)
         self.start = start
-        self.trust = trust
-        self.target_agreement = target_agreement
+        self.trust = finite("policy.trust", trust, low=0.0, high=1.0)
+        # NaN here would clamp every moved threshold to 0 and accept any answer
+        self.target_agreement = finite("policy.target_agreement", target_agreement, low=0.0, high=1.0)
 
     def decide(self, ctx: RoutingContext) -> Decision:
         capable = ctx.capable

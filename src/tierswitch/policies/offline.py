@@ -88,11 +88,14 @@ class OutcomeLog:
 
     def feedback(self, request_id: int, quality: float) -> bool:
         """Attach a quality label (e.g. 1.0 right, 0.0 wrong) to a logged request; False when unknown."""
+        quality = float(quality)
+        if not math.isfinite(quality):  # one NaN label would make every quality and reward estimate NaN
+            raise ValueError(f"feedback: the quality must be finite, got {quality!r}")
         with self._lock:
             row = self._rows.get(request_id)
             if row is None:
                 return False
-            row.quality = float(quality)
+            row.quality = quality
             return True
 
     def rows(self) -> list[LoggedDecision]:

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from tierswitch.config import positive
+from tierswitch.config import finite, positive
 from tierswitch.errors import ConfigError
 
 __all__ = ["Counters", "LocalCounters", "RedisCounters", "WindowCounters", "WindowQuantile", "counters_from_config"]
@@ -26,8 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def _check_window(window: int, field: str) -> int:
-    if isinstance(window, bool) or not isinstance(window, int) or window <= 0:
-        raise ConfigError(field, f"must be a positive integer, got {window!r}")
+    positive(field, window, integer=True)
     return window
 
 
@@ -183,7 +182,8 @@ class RedisCounters:
             if not isinstance(value, str) or not value or any(c.isspace() for c in value):
                 raise ConfigError(field, f"must be a non-empty string without spaces, got {value!r}")
         for field, value in (("counters.window_s", window_s), ("counters.bucket_s", bucket_s)):
-            positive(field, value)
+            finite(field, value, low=0.0, strict=True)  # an infinite window has no number of buckets
+        finite("counters.refresh_s", refresh_s, low=0.0)  # NaN would never flush; 0 flushes on every request
         if window_s < bucket_s:
             raise ConfigError("counters.window_s", f"must be >= bucket_s ({bucket_s}), got {window_s}")
         self.name, self.url, self.namespace = name, url, namespace

@@ -24,5 +24,6 @@ class CircuitOpen(TierFailure):
 
 
 class TierSaturated(TierFailure):
-    """Every call slot of a guarded tier is held by calls that timed out and have not returned yet, so a new call
-    is refused instead of queueing behind them. The router falls back to the next capable tier at once."""
+    """A guarded tier's bounded call queue is full (all its workers are busy, or stuck in calls that timed out),
+    so a new call is refused at once instead of waiting out its timeout behind them. The router falls back to the
+    next capable tier at once."""

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+from tierswitch.config import finite
 from tierswitch.errors import ConfigError, TierFailure, TierTimeout
 from tierswitch.reliability.breaker import CircuitBreaker
 from tierswitch.reliability.errors import CircuitOpen, TierSaturated
@@ -67,9 +68,8 @@ class Guarded(Tier):
         # Tier.__init__ is not called: name, cost, capabilities and version all live on the wrapped tier.
         if not isinstance(tier, Tier):
             raise ConfigError("guarded.tier", f"must be a Tier, got {type(tier).__name__}")
-        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
-                                      or not timeout_s > 0):
-            raise ConfigError(f"tiers.{tier.name}.timeout_s", f"must be a number of seconds > 0, got {timeout_s!r}")
+        if timeout_s is not None:  # finite: an infinite deadline overflows the thread wait (use None: no timeout)
+            finite(f"tiers.{tier.name}.timeout_s", timeout_s, low=0.0, strict=True)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {retries!r}")
         self.inner = tier

@@ -66,7 +66,7 @@ class CallPool:
         future: Future[Any] = Future()
         with self._cond:
             waiting = len(self._queue)
-            if waiting >= self.max_queue:  # calls cancelled while queued hold no place: drop them first
+            if waiting >= self.max_queue:  # a future cancelled by its holder (not by give_up) holds no place either
                 self._queue = deque(item for item in self._queue if not item[1].cancelled())
                 waiting = len(self._queue)
             can_start = self._idle > waiting or self._threads < self.workers
@@ -84,11 +84,12 @@ class CallPool:
     def give_up(self, future: Future[Any]) -> bool:
         """The caller stops waiting for ``future``. True when the call never started (it is cancelled), False
         when it is running (it is abandoned: its result, whenever it comes, is dropped)."""
-        if future.cancel():
-            with self._cond:
+        with self._cond:  # a worker starts a queued call under this lock too: it runs, or it is cancelled here
+            if future.cancel():
                 self.cancelled += 1
-            return True
-        with self._cond:
+                # out of the queue at once: it holds no place and no longer counts as queued or busy
+                self._queue = deque(item for item in self._queue if item[1] is not future)
+                return True
             if not future.done():
                 self._abandoned.add(future)
                 self.abandoned_total += 1

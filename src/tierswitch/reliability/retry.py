@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.reliability.errors import TransientTierError
 
@@ -31,10 +32,8 @@ class Backoff:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("base_s", "factor", "max_s"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigError(f"backoff.{name}", f"must be a number >= 0, got {value!r}")
+        for name in ("base_s", "factor", "max_s"):  # finite: an infinite delay would never end (or overflow sleep)
+            finite(f"backoff.{name}", getattr(self, name), low=0.0)
         if self.factor < 1:
             raise ConfigError("backoff.factor", f"must be >= 1 (delays never shrink), got {self.factor!r}")
         if self.max_s < self.base_s:
