@@ -43,7 +43,7 @@ def _features(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).reshape(64)
 
 
-def build(cache_kind: str, guarded: bool = True, seed: int = 0) -> dict[str, Any]:
+def build(cache_kind: str, guarded: bool = True, seed: int = 0, max_busy: float = 0.5) -> dict[str, Any]:
     """Models, router, cache, distillation and metrics; nothing is started yet."""
     import torch
     from sklearn.calibration import CalibratedClassifierCV
@@ -94,7 +94,7 @@ def build(cache_kind: str, guarded: bool = True, seed: int = 0) -> dict[str, Any
     router = Router(tiers, Cascade({"base": 0.9, "distilled": 0.75}), cache=cache)
     buffer = MemoryBuffer(capacity=10_000)
     distiller = Distiller(student, buffer, DistillConfig(eval_every=50, min_holdout=150, holdout_share=0.1,
-                                                         take_timeout_s=0.05))
+                                                         take_timeout_s=0.05, max_busy=max_busy))
     feeder = DistillFeeder(buffer, _features, shadow_rate=0.05, seed=seed, queue_size=4096).attach(router)
     metrics = RouterMetrics(router, Registry(), name="load")
     metrics.watch("distill", distiller)
@@ -104,9 +104,9 @@ def build(cache_kind: str, guarded: bool = True, seed: int = 0) -> dict[str, Any
             "stream": stream, "tiers": tiers}
 
 
-def run_load(cache_kind: str = "redis", guarded: bool = True) -> dict[str, Any]:
+def run_load(cache_kind: str = "redis", guarded: bool = True, max_busy: float = 0.5) -> dict[str, Any]:
     """Warm up, run the timed chunks, and return the figures."""
-    world = build(cache_kind, guarded)
+    world = build(cache_kind, guarded, max_busy=max_busy)
     router, distiller, feeder, stream = world["router"], world["distiller"], world["feeder"], world["stream"]
     errors: list[BaseException] = []
 
@@ -202,5 +202,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache", choices=("redis", "memory"), default="redis")
     parser.add_argument("--unguarded", action="store_true", help="tiers without Guarded (for comparison)")
+    parser.add_argument("--max-busy", type=float, default=0.5,
+                        help="the background trainer's DistillConfig.max_busy (default 0.5; 1.0 trains flat out)")
     args = parser.parse_args()
-    print(report(run_load(args.cache, not args.unguarded)))
+    print(report(run_load(args.cache, not args.unguarded, args.max_busy)))
