@@ -58,3 +58,16 @@ def banking77():
     from tests.banking77_models import trained
 
     return trained()
+
+
+# -- the demo's trained tiers ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+    """One trained-tier cache for the demo tests of a session (test_demo.py, test_demo_parts.py), never the user's
+    own: the first test trains the tiers, the others load them."""
+    path = tmp_path_factory.getbasetemp() / "tierswitch-demo-cache"
+    path.mkdir(exist_ok=True)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TIERSWITCH_CACHE_DIR", str(path))
+    yield path
+    patch.undo()

@@ -19,17 +19,6 @@ from tierswitch.demo import demo_main
 from tierswitch.errors import ConfigError
 
 
-@pytest.fixture(scope="module")
-def demo_cache(tmp_path_factory):
-    """One trained-tier cache per test session (shared with test_demo_parts.py), never the user's own."""
-    path = tmp_path_factory.getbasetemp() / "tierswitch-demo-cache"
-    path.mkdir(exist_ok=True)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("TIERSWITCH_CACHE_DIR", str(path))
-    yield path
-    patch.undo()
-
-
 def _read(out):
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     with (out / "requests.csv").open(newline="", encoding="utf-8") as fh:

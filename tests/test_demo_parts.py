@@ -30,17 +30,6 @@ def banking():
     return load_banking77()
 
 
-@pytest.fixture(scope="module")
-def demo_cache(tmp_path_factory):
-    """One trained-tier cache per test session (shared with test_demo.py), never the user's own."""
-    path = tmp_path_factory.getbasetemp() / "tierswitch-demo-cache"
-    path.mkdir(exist_ok=True)
-    patch = pytest.MonkeyPatch()
-    patch.setenv("TIERSWITCH_CACHE_DIR", str(path))
-    yield path
-    patch.undo()
-
-
 def test_banking77_ships_inside_the_package_with_licence_and_attribution(banking):
     root = resources.files("tierswitch").joinpath("data", "banking77")
     assert "Attribution 4.0 International" in root.joinpath("LICENSE").read_text(encoding="utf-8")
