@@ -31,3 +31,13 @@ def test_torn_last_line_is_skipped(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"request_id": 1}\n{"request_id": 2, "tier": "ba')
     assert [r["request_id"] for r in read_decision_log(path)] == [1]
+
+
+def test_array_outputs_are_logged_whole(tmp_path):
+    big = np.arange(2_000, dtype=np.float32).reshape(40, 50)
+    tiers = [CallableTier("full", lambda x: big, cost=1.0)]
+    path = tmp_path / "d.jsonl"
+    with DecisionLog(path) as log:
+        Router(tiers, Cascade({}), hooks=[log], cache=None)("x")
+    output = next(read_decision_log(path))["predictions"]["full"]["output"]
+    assert len(output) == 40 and len(output[0]) == 50 and output[39][49] == 1999.0 and output[3][4] == 154.0

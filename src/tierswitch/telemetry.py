@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 from tierswitch.types import DecisionRecord
 
 __all__ = ["DecisionLog", "read_decision_log", "record_to_dict"]
@@ -32,6 +34,9 @@ def _plain(value: Any) -> Any:
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        # numeric arrays as nested lists (lossless, unlike repr, which numpy truncates past 1,000 elements)
+        return _plain(value.tolist())
     return repr(value)
 
 
