@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Tier
 
@@ -78,8 +79,8 @@ def _dataset(config: Any, limit: int | None) -> tuple[list[Any], list[Any], str]
             raise ConfigError(f"dataset.{key}", f"must name a column, got {config.get(key)!r}")
         columns.append(config[key])
     limit = config.get("limit", limit) if limit is None else limit
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
-        raise ConfigError("dataset.limit", f"must be a positive integer, got {limit!r}")
+    if limit is not None:
+        positive("dataset.limit", limit, integer=True)
     try:
         with open(path, encoding="utf-8", newline="") as fh:
             if path.endswith((".jsonl", ".ndjson")):
@@ -107,8 +108,7 @@ def load_live_config(path: str | Path, limit: int | None = None) -> LiveSetup:
     if unknown:
         raise ConfigError(unknown[0], "unknown key; allowed: batch_size, dataset, router, tiers")
     batch_size = config.get("batch_size", 32)  # checked before any model is built: a typo costs no loading time
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
+    positive("batch_size", batch_size, integer=True)
     inputs, labels, source = _dataset(config.get("dataset"), limit)
     entries = config.get("tiers")
     if not isinstance(entries, list) or not entries:

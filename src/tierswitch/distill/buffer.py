@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from tierswitch.config import positive
 from tierswitch.distill.sample import Sample
 from tierswitch.errors import ConfigError
 
@@ -104,8 +105,7 @@ class MemoryBuffer(Buffer):
 
     def __init__(self, capacity: int = 10_000, *, reservoir: int = 2000, seed: int = 0) -> None:
         super().__init__(reservoir, seed)
-        if not isinstance(capacity, int) or capacity <= 0:
-            raise ConfigError("buffer.capacity", f"must be a positive integer, got {capacity!r}")
+        positive("buffer.capacity", capacity, integer=True)
         self.capacity = capacity
         self.dropped = 0
         self.added = 0

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from tierswitch.config import positive
 from tierswitch.distill.buffer import Buffer, Taken
 from tierswitch.distill.sample import Sample, decode_sample, encode_sample
 from tierswitch.errors import ConfigError, DistillError
@@ -56,8 +57,7 @@ class RedisStreamBuffer(Buffer):
         for name, value in (("stream", stream), ("group", group), ("consumer", consumer)):
             if not isinstance(value, str) or not value:
                 raise ConfigError(f"buffer.{name}", f"must be a non-empty string, got {value!r}")
-        if not isinstance(maxlen, int) or maxlen <= 0:
-            raise ConfigError("buffer.maxlen", f"must be a positive integer, got {maxlen!r}")
+        positive("buffer.maxlen", maxlen, integer=True)
         if not isinstance(claim_idle_ms, int) or claim_idle_ms < 0:
             raise ConfigError("buffer.claim_idle_ms", f"must be an integer >= 0, got {claim_idle_ms!r}")
         self.client = client

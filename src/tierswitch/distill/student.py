@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel
 from tierswitch.tiers.torch import TorchTier
@@ -41,13 +42,11 @@ class StudentSpec:
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(self.classes))
         for name, value in (("input_dim", self.input_dim), ("n_classes", self.n_classes)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"student.{name}", f"must be a positive integer, got {value!r}")
+            positive(f"student.{name}", value, integer=True)
         if self.n_classes < 2:
             raise ConfigError("student.n_classes", "must be >= 2")
         for i, h in enumerate(self.hidden):
-            if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-                raise ConfigError(f"student.hidden[{i}]", f"must be a positive integer, got {h!r}")
+            positive(f"student.hidden[{i}]", h, integer=True)
         if self.classes is not None:
             if len(self.classes) != self.n_classes:
                 raise ConfigError("student.classes", f"has {len(self.classes)} labels for {self.n_classes} classes")

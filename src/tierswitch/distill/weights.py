@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from tierswitch.config import positive
 from tierswitch.distill.student import StudentSpec
 from tierswitch.errors import ConfigError, WeightVerificationError
 
@@ -48,8 +49,7 @@ class WeightStore:
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
             raise ConfigError("weights.namespace", f"must be a non-empty string, got {namespace!r}")
-        if not isinstance(keep, int) or keep < 1:
-            raise ConfigError("weights.keep", f"must be a positive integer, got {keep!r}")
+        positive("weights.keep", keep, integer=True)
         self.client = client
         self.namespace = namespace
         self.keep = keep

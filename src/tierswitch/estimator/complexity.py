@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.base import Estimator
 from tierswitch.types import MODALITIES, Features
@@ -43,8 +44,7 @@ class ComplexityEstimator(Estimator):
         ):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"estimator.{name}", f"must be a finite number >= 0, got {value!r}")
-        if not isinstance(length_scale, int) or length_scale <= 0:
-            raise ConfigError("estimator.length_scale", f"must be a positive integer, got {length_scale!r}")
+        positive("estimator.length_scale", length_scale, integer=True)
         if uncertainty not in ("confidence", "margin", "entropy"):
             raise ConfigError("estimator.uncertainty", f"must be confidence, margin or entropy, got {uncertainty!r}")
         prior = dict(DEFAULT_MODALITY_PRIOR if modality_prior is None else modality_prior)

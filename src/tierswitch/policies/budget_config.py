@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tierswitch.config import finite
+from tierswitch.config import finite, positive
 from tierswitch.errors import ConfigError
 from tierswitch.policies.quantile import counters_from_config
 
@@ -55,8 +55,7 @@ def check_settings(
         raise ConfigError("policy.tiers", f"needs at least 2 unique tier names, got {list(tiers)}")
     score_window = window if score_window is None else score_window
     for name, v in (("window", window), ("min_samples", min_samples), ("score_window", score_window)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(f"policy.{name}", f"must be a positive integer, got {v!r}")
+        positive(f"policy.{name}", v, integer=True)
     gain = finite("policy.gain", gain, low=0.0)
     integral_gain = finite("policy.integral_gain", integral_gain, low=0.0)
     split = [1.0] * (len(tiers) - 1) if lower_split is None else list(lower_split)

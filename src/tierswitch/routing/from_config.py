@@ -13,6 +13,7 @@ from tierswitch.config import (
     number,
     only_keys,
     policy_from_config,
+    positive,
     rebased,
     section,
 )
@@ -43,8 +44,8 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
     if modalities is not None and (not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)):
         raise ConfigError(f"{field}.modalities", f"must be a list of modality names, got {modalities!r}")
     max_length = config.get("max_length")
-    if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length <= 0):
-        raise ConfigError(f"{field}.max_length", f"must be a positive integer, got {max_length!r}")
+    if max_length is not None:
+        positive(f"{field}.max_length", max_length, integer=True)
     try:
         capabilities = Capabilities.of(modalities, max_length)
     except ConfigError as exc:

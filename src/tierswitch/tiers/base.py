@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from tierswitch.config import positive
 from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure
 from tierswitch.types import MODALITIES, Prediction
 
@@ -61,8 +62,8 @@ class Capabilities:
                     "capabilities.modalities",
                     f"unknown modalities {sorted(unknown)}; allowed: {list(MODALITIES)}",
                 )
-        if self.max_length is not None and (not isinstance(self.max_length, int) or self.max_length <= 0):
-            raise ConfigError("capabilities.max_length", f"must be a positive integer, got {self.max_length!r}")
+        if self.max_length is not None:
+            positive("capabilities.max_length", self.max_length, integer=True)
 
     @classmethod
     def of(cls, modalities: Iterable[str] | str | None = None, max_length: int | None = None) -> Capabilities:
