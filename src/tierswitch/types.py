@@ -27,10 +27,23 @@ __all__ = [
     "Routed",
     "RoutingContext",
     "TraceStep",
+    "Usage",
 ]
 
 Modality = Literal["text", "image", "tabular", "multimodal"]
 MODALITIES: tuple[str, ...] = ("text", "image", "tabular", "multimodal")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens one language-model call consumed, as the server's ``usage`` reported them (or as estimated)."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +52,8 @@ class Prediction:
 
     ``probs`` (read-only array, when the tier has class probabilities) and ``confidence`` (in [0, 1]) are what
     cascades and uncertainty probes read; ``cost`` is in the tiers' shared cost unit; ``latency_s`` is measured
-    around the tier call (a batch's time is shared equally among its items).
+    around the tier call (a batch's time is shared equally among its items). ``usage`` is the token count of a
+    language-model call (None for other tiers).
     """
 
     output: Any
@@ -49,6 +63,7 @@ class Prediction:
     latency_s: float
     probs: np.ndarray | None = None
     confidence: float | None = None
+    usage: Usage | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +125,8 @@ class Routed:
     """The router's answer: the output, which tier gave it, what it cost and why.
 
     ``cost`` adds up every tier call this request made (a cascade that escalated pays for both tiers); a cache hit
-    costs 0. ``latency_s`` is the router's wall time for the request.
+    costs 0. ``latency_s`` is the router's wall time for the request. ``usage`` is the answering tier's token
+    count (language-model tiers only).
     """
 
     output: Any
@@ -125,6 +141,7 @@ class Routed:
     tier_version: str = ""
     digest: str = ""
     request_id: int = 0
+    usage: Usage | None = None
 
     def explain(self) -> str:
         """A human-readable account of how this answer was reached, one step a line."""

@@ -1,8 +1,13 @@
 """The ``Tier`` seam: one model the router may call, with its cost, capabilities and version.
 
-Adapters implement one method, ``_predict_raw(batch) -> list[RawOutput]``; the public ``predict`` is a template that
-times the call, prices each item, checks every output is finite and wraps any exception in ``TierFailure`` naming the
-tier. Tiers are ordered cheapest first in a router.
+Adapters implement one method, ``_predict_raw(batch) -> list[RawOutput]`` (or, for a native coroutine such as an
+HTTP call, ``is_async = True`` and ``_apredict_raw``); the public ``predict``/``apredict`` are templates that time
+the call, price each item, check every output is finite and wrap any exception in ``TierFailure`` naming the tier.
+An async tier called from the sync core runs on a private event loop (``tiers.loop``), so a coroutine is never
+returned as an answer. Tiers are ordered cheapest first in a router.
+
+Streaming tiers (``streams = True``) also implement ``astream(x, length)``: an async iterator of text deltas
+(``str``) that ends with one complete ``Prediction``.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -19,7 +24,7 @@ import numpy as np
 
 from tierswitch.config import positive
 from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure
-from tierswitch.types import MODALITIES, Prediction
+from tierswitch.types import MODALITIES, Prediction, Usage
 
 __all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction",
            "nonfinite_output", "same_output"]
@@ -85,11 +90,17 @@ class Capabilities:
 
 
 class RawOutput(NamedTuple):
-    """What an adapter hands back for one item, before timing and pricing."""
+    """What an adapter hands back for one item, before timing and pricing.
+
+    ``cost`` overrides the tier's ``CostModel`` for this item when the adapter knows the real price (a language
+    model's ``usage`` x its token prices); ``usage`` carries those token counts.
+    """
 
     output: Any
     probs: np.ndarray | None = None
     confidence: float | None = None
+    cost: float | None = None
+    usage: Usage | None = None
 
 
 def finite_extremes(arr: np.ndarray) -> tuple[float, float] | None:
@@ -157,7 +168,12 @@ def make_prediction(
     problem = nonfinite_output(raw.output)
     if problem is not None:
         raise NonFiniteOutput(tier, problem)
-    return Prediction(raw.output, tier, version, cost, latency_s, probs, confidence)
+    if raw.cost is not None:
+        if isinstance(raw.cost, bool) or not isinstance(raw.cost, (int, float)) or not math.isfinite(raw.cost) \
+                or raw.cost < 0:
+            raise TierFailure(tier, f"reported cost {raw.cost!r} is not a finite number >= 0")
+        cost = float(raw.cost)
+    return Prediction(raw.output, tier, version, cost, latency_s, probs, confidence, raw.usage)
 
 
 class Tier(ABC):
@@ -165,8 +181,15 @@ class Tier(ABC):
 
     ``name`` identifies the tier in policies, caches and logs; ``cost`` prices each call; ``capabilities`` says
     which inputs it accepts; ``version`` is part of every cache key, so bumping it (a new student) makes the old
-    answers unreachable. Subclasses implement ``_predict_raw``.
+    answers unreachable. Subclasses implement ``_predict_raw`` (sync) or set ``is_async`` and implement
+    ``_apredict_raw`` (a coroutine).
     """
+
+    #: True when the adapter's native call is a coroutine (``_apredict_raw``): the async core awaits it; the sync
+    #: core runs it on the tier's private event loop. False: the async core runs ``predict`` in a bounded executor.
+    is_async: bool = False
+    #: True when the tier implements ``astream`` (text deltas, then the complete ``Prediction``).
+    streams: bool = False
 
     def __init__(
         self,
@@ -203,9 +226,23 @@ class Tier(ABC):
     def accepts(self, modality: str, length: int) -> bool:
         return self.capabilities.accepts(modality, length)
 
-    @abstractmethod
+    def cacheable(self, x: Any) -> bool:
+        """Whether this tier's answer for ``x`` may be cached and served again (False, e.g., for a sampled
+        generation without a seed). The router neither looks up nor stores such answers."""
+        return True
+
     def _predict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
-        """Run the model on ``batch``; return one ``RawOutput`` per item, in order."""
+        """Run the model on ``batch``; return one ``RawOutput`` per item, in order. Async adapters leave this to
+        the base, which runs ``_apredict_raw`` on the tier's private event loop."""
+        if not self.is_async:
+            raise NotImplementedError(f"{type(self).__name__} implements neither _predict_raw nor _apredict_raw")
+        from tierswitch.tiers.loop import private_loop
+
+        return private_loop().run(self._apredict_raw(batch))
+
+    async def _apredict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
+        """The coroutine form of ``_predict_raw``; implemented by adapters that set ``is_async = True``."""
+        raise NotImplementedError(f"{type(self).__name__} has no native async call (is_async is False)")
 
     def _serving_version(self) -> str:
         """The version stamped on predictions; adapters that swap weights override it to snapshot atomically."""
@@ -225,7 +262,30 @@ class Tier(ABC):
             raise
         except Exception as exc:  # any other error (a nested router's AllTiersFailed too) fails this tier, by name
             raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
-        elapsed = time.perf_counter() - started
+        return self._finish(batch, lengths, raws, version, time.perf_counter() - started)
+
+    async def apredict(self, batch: Sequence[Any], lengths: Sequence[int] | None = None) -> list[Prediction]:
+        """``predict`` for the async core: awaits ``_apredict_raw`` (``is_async`` tiers only; the router runs other
+        tiers' ``predict`` in its executor). Cancellation propagates to the call in flight."""
+        version = self._serving_version()
+        started = time.perf_counter()
+        try:
+            raws = await self._apredict_raw(batch)
+        except TierFailure:
+            raise
+        except Exception as exc:
+            raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
+        return self._finish(batch, lengths, raws, version, time.perf_counter() - started)
+
+    async def apredict_one(self, x: Any, length: int = 0) -> Prediction:
+        """Predict one item on the async path."""
+        return (await self.apredict([x], [length]))[0]
+
+    def _finish(
+        self, batch: Sequence[Any], lengths: Sequence[int] | None, raws: Sequence[RawOutput], version: str,
+        elapsed: float,
+    ) -> list[Prediction]:
+        """The shared second half of ``predict`` and ``apredict``: count, time, price and validate each item."""
         if len(raws) != len(batch):
             raise TierFailure(self.name, f"returned {len(raws)} outputs for a batch of {len(batch)}")
         per_item = elapsed / max(1, len(batch))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -22,12 +23,21 @@ def as_raw(result: Any) -> RawOutput:
         return RawOutput(result[0], result[1])
     if isinstance(result, dict) and "output" in result:
         return RawOutput(result["output"], result.get("probs"), result.get("confidence"))
+    if inspect.isawaitable(result):  # never an answer: the function is async but was not detected as such
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError("the tier function returned an awaitable; pass the `async def` function itself so "
+                        "CallableTier can await it")
     return RawOutput(result)
 
 
 class CallableTier(Tier):
     """Wrap ``fn``. With ``batched=False`` it is called once per item (``fn(x)``); with ``batched=True`` once per
-    batch (``fn(list_of_x)`` returning one result per item). See ``as_raw`` for the result shapes accepted."""
+    batch (``fn(list_of_x)`` returning one result per item). See ``as_raw`` for the result shapes accepted.
+
+    An ``async def`` function is detected: the async core awaits it, the sync core runs it on the private event
+    loop (``tiers.loop``).
+    """
 
     def __init__(
         self,
@@ -44,15 +54,25 @@ class CallableTier(Tier):
             raise ConfigError("tier.fn", f"tier {name!r} needs a function to call, got a {type(fn).__name__}")
         self.fn = fn
         self.batched = batched
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - an object whose __call__ is async
+        )
 
     def _predict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
+        if self.is_async:
+            return super()._predict_raw(batch)  # on the private loop
         if self.batched:
             return [as_raw(r) for r in self.fn(list(batch))]
         return [as_raw(self.fn(x)) for x in batch]
 
+    async def _apredict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
+        if self.batched:
+            return [as_raw(r) for r in await self.fn(list(batch))]
+        return [as_raw(await self.fn(x)) for x in batch]
+
     def predict_one(self, x: Any, length: int = 0) -> Prediction:
         """One call of ``fn`` without building a batch: the router's single-request hot path."""
-        if self.batched:
+        if self.batched or self.is_async:
             return super().predict_one(x, length)
         version = self._version
         started = time.perf_counter()
