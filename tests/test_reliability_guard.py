@@ -294,6 +294,8 @@ def test_open_breaker_stops_calling_the_tier_and_a_probe_closes_it():
 class AsyncHang(Tier):
     """A tier with a native coroutine path that hangs until released."""
 
+    is_async = True
+
     def __init__(self, release: asyncio.Event) -> None:
         super().__init__("async")
         self.release = release

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tierswitch.assembly.reload import ReloadingRouter
 from tierswitch.errors import ConfigError
-from tierswitch.routing.reload import ReloadingRouter
 from tierswitch.tiers import CallableTier
 
 TIERS = {"base": lambda x: ("base", [0.9, 0.1]), "full": lambda x: ("full", [0.99, 0.01])}

@@ -5,6 +5,7 @@ tier that will likely be right, results are cached, and every decision is traced
 torch and opens no connection: the torch adapter, the Redis backends and distillation live in their own modules.
 """
 
+from tierswitch.assembly.reload import ReloadingRouter
 from tierswitch.cache import Cache, CacheStats, MemoryCache
 from tierswitch.config import load_config, policy_from_config
 from tierswitch.decorator import tiered
@@ -35,7 +36,6 @@ from tierswitch.policies import (
 )
 from tierswitch.reliability import CircuitBreaker, Guarded, TransientTierError
 from tierswitch.router import Router
-from tierswitch.routing.reload import ReloadingRouter
 from tierswitch.telemetry import DecisionLog
 from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, SklearnTier, Tier
 from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Routed, RoutingContext, TraceStep

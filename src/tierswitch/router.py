@@ -105,7 +105,7 @@ class Router:
     def from_config(cls, config: Any, tiers: Any, **overrides: Any) -> Router:
         """A router from a YAML/TOML path or a dict (see ``tierswitch.config``) over ``tiers``: ``Tier`` objects,
         or a mapping of names to tiers or plain inference functions. ``overrides`` go to the constructor."""
-        from tierswitch.routing.from_config import router_from_config
+        from tierswitch.assembly.from_config import router_from_config
 
         return router_from_config(config, tiers, **overrides)
 

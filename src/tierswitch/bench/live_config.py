@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Tier
+from tierswitch.validation import positive
 
 __all__ = ["LiveSetup", "load_live_config"]
 
@@ -132,7 +132,7 @@ def load_live_config(path: str | Path, limit: int | None = None) -> LiveSetup:
             raise ConfigError(f"{field}.factory", f"must return a Tier or a function, got {type(built).__name__}")
     router = None
     if config.get("router") is not None:
-        from tierswitch.routing.from_config import router_from_config
+        from tierswitch.assembly.from_config import router_from_config
 
         router = router_from_config(config["router"], tiers)
     return LiveSetup(tiers, inputs, labels, router, batch_size, source)

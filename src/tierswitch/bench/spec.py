@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tierswitch.config import finite, number, only_keys, parse_file
+from tierswitch.config import parse_file
 from tierswitch.errors import ConfigError
+from tierswitch.validation import finite, number, only_keys
 
 __all__ = ["CostSpec", "ReplaySpec", "TierSpec", "load_spec", "spec_from_dict"]
 

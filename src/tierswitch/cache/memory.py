@@ -9,9 +9,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tierswitch.cache.base import Cache, CacheKey
-from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.types import Prediction
+from tierswitch.validation import positive
 
 __all__ = ["MemoryCache"]
 

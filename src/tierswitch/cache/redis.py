@@ -27,9 +27,9 @@ from urllib.parse import quote
 from tierswitch.cache.base import Cache, CacheKey
 from tierswitch.cache.codec import decode, encode
 from tierswitch.cache.redis_conn import Breaker, ThreadConnection, make_client, redact_url
-from tierswitch.config import positive
 from tierswitch.errors import CacheError, ConfigError, CorruptCacheValue, TierswitchError
 from tierswitch.types import Prediction
+from tierswitch.validation import positive
 
 # Breaker and redact_url live in redis_conn; re-exported because callers import them from here
 __all__ = ["Breaker", "RedisCache", "redact_url"]

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tierswitch.cache.singleflight import Outcome, SingleFlight, maybe_await
-from tierswitch.config import positive
 from tierswitch.errors import CacheError
+from tierswitch.validation import positive
 
 if TYPE_CHECKING:
     from tierswitch.cache.redis import RedisCache

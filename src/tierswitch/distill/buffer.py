@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tierswitch.config import positive
 from tierswitch.distill.sample import Sample
 from tierswitch.errors import ConfigError
+from tierswitch.validation import positive
 
 __all__ = ["Buffer", "MemoryBuffer", "Reservoir", "Taken"]
 

@@ -6,9 +6,9 @@ import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from tierswitch.config import finite, positive
 from tierswitch.distill.gate import GateConfig
 from tierswitch.errors import ConfigError
+from tierswitch.validation import finite, positive
 
 __all__ = ["DistillConfig"]
 

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from tierswitch.config import finite, positive
 from tierswitch.distill.buffer import Buffer
 from tierswitch.distill.sample import Sample
 from tierswitch.errors import ConfigError, DistillError
 from tierswitch.tiers.base import same_output
 from tierswitch.types import DecisionRecord, Prediction
+from tierswitch.validation import finite, positive
 
 __all__ = ["DistillFeeder"]
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tierswitch.config import finite, positive
 from tierswitch.errors import ConfigError
+from tierswitch.validation import finite, positive
 
 __all__ = ["GateConfig", "GateResult", "PromotionEvent", "judge"]
 

@@ -18,10 +18,10 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from tierswitch.config import positive
 from tierswitch.distill.buffer import Buffer, Taken
 from tierswitch.distill.sample import Sample, decode_sample, encode_sample
 from tierswitch.errors import ConfigError, DistillError
+from tierswitch.validation import positive
 
 __all__ = ["RedisStreamBuffer"]
 

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel
 from tierswitch.tiers.torch import TorchTier
+from tierswitch.validation import positive
 
 __all__ = ["StudentInput", "StudentSpec", "StudentTier", "batch_inputs", "build_student", "student_tier"]
 

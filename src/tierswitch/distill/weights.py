@@ -21,9 +21,9 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from tierswitch.config import positive
 from tierswitch.distill.student import StudentSpec
 from tierswitch.errors import ConfigError, WeightVerificationError
+from tierswitch.validation import positive
 
 __all__ = ["LoadedWeights", "WeightStore"]
 

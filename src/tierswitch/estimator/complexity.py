@@ -6,10 +6,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from tierswitch.config import positive
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.base import Estimator
 from tierswitch.types import MODALITIES, Features
+from tierswitch.validation import positive
 
 __all__ = ["ComplexityEstimator"]
 

@@ -217,7 +217,7 @@ def _validate(est: LearnedEstimator, field: str = "estimator") -> None:
 
 def from_config(config: Mapping[str, Any], field: str = "estimator") -> LearnedEstimator:
     """The config registry's factory for ``kind: learned`` (see ``LearnedEstimator.from_config``)."""
-    from tierswitch.config import only_keys, rebased, section
+    from tierswitch.validation import only_keys, rebased, section
 
     options = {k: v for k, v in section(config, field).items() if k != "kind"}
     only_keys(options, field, {"path", "alphas", "ngram_weights", "numeric", "cv_folds", "seed"})

@@ -22,11 +22,11 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
-from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Prediction, RoutingContext
+from tierswitch.validation import finite
 
 __all__ = ["ABTest", "ArmStats"]
 
@@ -225,7 +225,8 @@ class ABTest(Policy):
 def from_config(config: Mapping[str, Any], field: str = "policy") -> ABTest:
     """The ``ab`` policy kind, one line of YAML:
     ``{kind: ab, a: {kind: threshold, ...}, b: {kind: cascade, ...}, share_b: 0.1, mode: split, salt: exp-7}``."""
-    from tierswitch.config import only_keys, policy_from_config, rebased, section
+    from tierswitch.config import policy_from_config
+    from tierswitch.validation import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, {"kind", "a", "b", "share_b", "mode", "salt", "full"})

@@ -28,11 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Features, RoutingContext
+from tierswitch.validation import finite
 
 __all__ = ["FEATURES", "ContextualBandit"]
 
@@ -239,7 +239,7 @@ class ContextualBandit(Policy):
 
 def from_config(config: Mapping[str, Any], field: str = "policy") -> ContextualBandit:
     """The ``bandit`` policy kind: ``{"kind": "bandit", "tiers": [...], "lam": 0.05, "epsilon": 0.05, ...}``."""
-    from tierswitch.config import only_keys, rebased, section
+    from tierswitch.validation import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})

@@ -11,9 +11,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tierswitch.config import finite, positive
 from tierswitch.errors import ConfigError
 from tierswitch.policies.quantile import counters_from_config
+from tierswitch.validation import finite, positive
 
 if TYPE_CHECKING:
     from tierswitch.policies.budget import BudgetController
@@ -91,8 +91,8 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetContr
     """The ``budget`` policy kind: ``{"kind": "budget", "target": "full_share", "value": 0.3, "tiers": [...],
     "window": 1000, ..., "counters": {"kind": "redis", "name": ..., "url": ...}}``. Unknown keys are refused;
     every error names ``field`` plus the key at fault."""
-    from tierswitch.config import only_keys, rebased, section
     from tierswitch.policies.budget import BudgetController
+    from tierswitch.validation import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})

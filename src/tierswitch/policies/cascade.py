@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tierswitch.config import finite
 from tierswitch.policies.base import Policy
 from tierswitch.types import Decision, Prediction, RoutingContext
+from tierswitch.validation import finite
 
 __all__ = ["Cascade"]
 

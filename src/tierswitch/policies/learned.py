@@ -19,10 +19,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.types import Decision, Features, RoutingContext
+from tierswitch.validation import finite
 
 __all__ = ["LearnedPolicy", "PerTierOutputs", "TierProbabilities", "as_tier_probabilities"]
 
@@ -156,7 +156,8 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> LearnedPoli
     """The ``learned`` policy kind: ``{"kind": "learned", "tiers": [...], "model": {estimator config},
     "threshold": 0.8}`` (or ``"lam": ...`` for the utility rule). ``model`` is built by
     ``tierswitch.config.estimator_from_config`` and must give per-tier probabilities."""
-    from tierswitch.config import estimator_from_config, only_keys, rebased, section
+    from tierswitch.config import estimator_from_config
+    from tierswitch.validation import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})

@@ -17,8 +17,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from tierswitch.config import finite, positive
 from tierswitch.errors import ConfigError
+from tierswitch.validation import finite, positive
 
 __all__ = ["Counters", "LocalCounters", "RedisCounters", "WindowCounters", "WindowQuantile", "counters_from_config"]
 

@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from tierswitch.config import finite
 from tierswitch.errors import ConfigError, TierFailure, TierTimeout
 from tierswitch.reliability.breaker import CircuitBreaker
 from tierswitch.reliability.errors import CircuitOpen, TierSaturated
@@ -34,6 +33,7 @@ from tierswitch.reliability.pool import CallPool
 from tierswitch.reliability.retry import Backoff, RetryOn, transient_predicate
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier
 from tierswitch.types import Prediction
+from tierswitch.validation import finite
 
 __all__ = ["Guarded", "guard_all"]
 
@@ -74,6 +74,7 @@ class Guarded(Tier):
             raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {retries!r}")
         self.inner = tier
         self.name = tier.name
+        self.is_async = tier.is_async  # the async core awaits apredict_one, which awaits the tier's coroutine
         self.timeout_s = None if timeout_s is None else float(timeout_s)
         self.retries = retries
         self.backoff = backoff if backoff is not None else Backoff()
@@ -90,6 +91,9 @@ class Guarded(Tier):
         self.stats: Counter[str] = Counter()
 
     # -- the wrapped tier's identity ------------------------------------------------------------------------
+    def cacheable(self, x: Any) -> bool:
+        return self.inner.cacheable(x)
+
     @property
     def cost_model(self) -> CostModel:  # type: ignore[override]
         return self.inner.cost_model
@@ -165,8 +169,8 @@ class Guarded(Tier):
 
     async def apredict_one(self, x: Any, length: int = 0) -> Prediction:
         """``predict_one`` for asyncio callers; uses the wrapped tier's own ``apredict_one`` when it has one."""
-        native = getattr(self.inner, "apredict_one", None)
-        make = (lambda: native(x, length)) if native is not None else None
+        inner = self.inner
+        make = (lambda: inner.apredict_one(x, length)) if inner.is_async else None
         return await self._aguard(lambda: self.inner.predict_one(x, length), make)
 
     async def _aguard(self, call: Callable[[], Any], make_coro: Callable[[], Awaitable[Any]] | None) -> Any:

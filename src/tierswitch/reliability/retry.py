@@ -12,9 +12,9 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from tierswitch.config import finite
 from tierswitch.errors import ConfigError
 from tierswitch.reliability.errors import TransientTierError
+from tierswitch.validation import finite
 
 __all__ = ["Backoff", "RetryOn", "causes", "transient_predicate"]
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from abc import ABC
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tierswitch.config import positive
 from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure
 from tierswitch.types import MODALITIES, Prediction, Usage
+from tierswitch.validation import positive
 
 __all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction",
            "nonfinite_output", "same_output"]
@@ -176,7 +175,7 @@ def make_prediction(
     return Prediction(raw.output, tier, version, cost, latency_s, probs, confidence, raw.usage)
 
 
-class Tier(ABC):
+class Tier:
     """One model the router may call.
 
     ``name`` identifies the tier in policies, caches and logs; ``cost`` prices each call; ``capabilities`` says

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tierswitch.assembly.from_config import router_from_config
 from tierswitch.config import load_config
 from tierswitch.errors import ConfigError, TierswitchError
 from tierswitch.router import Router
-from tierswitch.routing.from_config import router_from_config
 from tierswitch.tiers.base import Tier
 from tierswitch.types import Routed
 

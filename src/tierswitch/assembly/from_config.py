@@ -6,20 +6,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tierswitch.config import (
-    cache_from_config,
-    estimator_from_config,
-    load_config,
-    number,
-    only_keys,
-    policy_from_config,
-    positive,
-    rebased,
-    section,
-)
+from tierswitch.config import cache_from_config, estimator_from_config, load_config, policy_from_config
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
 from tierswitch.tiers.callable import CallableTier
+from tierswitch.validation import number, only_keys, positive, rebased, section
 
 if TYPE_CHECKING:
     from tierswitch.router import Router
