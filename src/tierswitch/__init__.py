@@ -37,7 +37,7 @@ from tierswitch.policies import (
 from tierswitch.reliability import CircuitBreaker, Guarded, TransientTierError
 from tierswitch.router import Router
 from tierswitch.telemetry import DecisionLog
-from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, SklearnTier, Tier
+from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, Recorded, ReplayTier, SklearnTier, Tier
 from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Routed, RoutingContext, TraceStep
 
 __version__ = "0.1.0"
@@ -77,6 +77,8 @@ __all__ = [
     "Policy",
     "Prediction",
     "RawOutput",
+    "Recorded",
+    "ReplayTier",
     "Routed",
     "Router",
     "RoutingContext",
