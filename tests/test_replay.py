@@ -114,3 +114,11 @@ def test_records_can_be_keyed_by_row_id():
         tier.predict_one({"text": "no id"})
     built = ReplayTier.from_pairs("t", [({"id": "a", "text": "x"}, 1.0)], key=lambda x: x["id"])
     assert built.predict_one({"id": "a", "text": "other text"}).output == 1.0
+
+
+def test_conflicting_duplicates_from_a_replay_table_serve_the_mean_with_a_warning():
+    with pytest.warns(UserWarning, match="different outcomes"):
+        tier = ReplayTier.from_pairs("t", [("a", Recorded(1.0, 2.0)), ("a", Recorded(0.0, 4.0)), ("b", 1.0)],
+                                     duplicates="mean")
+    assert tier.records[digest_of("a")] == Recorded(0.5, 3.0)
+    assert tier.records[digest_of("b")] == Recorded(1.0)

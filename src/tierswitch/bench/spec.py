@@ -6,6 +6,9 @@ A spec is a small YAML or TOML file (or a dict)::
     input: prompt                      # the column routed (the estimator's input)
     id: null                           # optional id column (default: the row's 1-based position in the table)
     numeric: []                        # optional numeric columns handed to the estimator as extra features
+    categorical: []                    # optional categorical columns (task, domain, tenant) used as features
+    group: null                        # optional column: the report adds a per-group table (accuracy, cost, shares)
+    split: null                        # optional column of train/test labels: a predefined split instead of seeds
     exclude: {path: ../shared/data/gsm8k-routellm/contaminated_prompts.jsonl, key: eval_prompt}   # optional
     tiers:                             # cheapest first
       - name: mixtral
@@ -34,7 +37,7 @@ from tierswitch.validation import finite, number, only_keys
 
 __all__ = ["CostSpec", "ReplaySpec", "TierSpec", "load_spec", "spec_from_dict"]
 
-_TOP_KEYS = {"data", "format", "input", "id", "numeric", "exclude", "tiers"}
+_TOP_KEYS = {"data", "format", "input", "id", "numeric", "categorical", "group", "split", "exclude", "tiers"}
 _TIER_KEYS = {"name", "outcome", "cost", "latency", "confidence"}
 _COST_KEYS = {"column", "per_call", "per_token", "tokens", "text"}
 
@@ -77,6 +80,9 @@ class ReplaySpec:
     numeric: tuple[str, ...] = ()
     exclude_path: Path | None = None
     exclude_key: str | None = None
+    categorical: tuple[str, ...] = ()
+    group: str | None = None
+    split: str | None = None
 
     @property
     def tier_names(self) -> tuple[str, ...]:
@@ -150,6 +156,9 @@ def spec_from_dict(config: Any, base_dir: str | Path | None = None) -> ReplaySpe
     numeric = config.get("numeric", [])
     if not isinstance(numeric, list) or not all(isinstance(n, str) and n for n in numeric):
         raise ConfigError("numeric", f"must be a list of column names, got {numeric!r}")
+    categorical = config.get("categorical", [])
+    if not isinstance(categorical, list) or not all(isinstance(n, str) and n for n in categorical):
+        raise ConfigError("categorical", f"must be a list of column names, got {categorical!r}")
     exclude_path = exclude_key = None
     if config.get("exclude") is not None:
         exclude = config["exclude"]
@@ -180,4 +189,5 @@ def spec_from_dict(config: Any, base_dir: str | Path | None = None) -> ReplaySpe
     if len(set(names)) != len(names):
         raise ConfigError("tiers", f"tier names must be unique, got {names}")
     return ReplaySpec(data, fmt, _str(config, "input", "") or "", tuple(built), _str(config, "id", "", required=False),
-                      tuple(numeric), exclude_path, exclude_key)
+                      tuple(numeric), exclude_path, exclude_key, tuple(categorical),
+                      _str(config, "group", "", required=False), _str(config, "split", "", required=False))

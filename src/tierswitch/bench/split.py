@@ -9,7 +9,7 @@ import numpy as np
 
 from tierswitch.errors import ConfigError
 
-__all__ = ["Split", "holdout", "kfold"]
+__all__ = ["Split", "holdout", "kfold", "predefined"]
 
 
 @dataclass(frozen=True)
@@ -25,16 +25,35 @@ class Split:
         return {"name": self.name, "train_ids": [ids[i] for i in self.train], "test_ids": [ids[i] for i in self.test]}
 
 
-def holdout(n: int, test_size: float = 0.5, seed: int = 0) -> Split:
-    """A random split of ``n`` rows: ``round(n * test_size)`` test rows, drawn with ``numpy``'s PCG64 from
-    ``seed``. Both sides are returned sorted (row order is kept within each side)."""
+def holdout(n: int, test_size: float = 0.5, seed: int = 0, train_rows: int | None = None) -> Split:
+    """A random split of ``n`` rows: ``round(n * test_size)`` test rows (or, with ``train_rows``, exactly that many
+    training rows and the rest for test), drawn with ``numpy``'s PCG64 from ``seed``. Both sides are returned
+    sorted (row order is kept within each side)."""
+    order = np.random.default_rng(seed).permutation(n)
+    if train_rows is not None:
+        if isinstance(train_rows, bool) or not isinstance(train_rows, int) or not 1 <= train_rows < n:
+            raise ConfigError("train_rows", f"must be an integer in [1, rows={n}), got {train_rows!r}")
+        return Split(f"holdout seed={seed} train_rows={train_rows}", np.sort(order[:train_rows]),
+                     np.sort(order[train_rows:]))
     if not 0.0 < test_size < 1.0:
         raise ConfigError("test_size", f"must be within (0, 1), got {test_size!r}")
     n_test = int(round(n * test_size))
     if n_test < 1 or n - n_test < 1:
         raise ConfigError("test_size", f"leaves an empty side with {n} rows")
-    order = np.random.default_rng(seed).permutation(n)
     return Split(f"holdout seed={seed} test_size={test_size:g}", np.sort(order[n_test:]), np.sort(order[:n_test]))
+
+
+def predefined(labels: Sequence[str]) -> Split:
+    """The split a ``split:`` column names: rows labelled ``train`` train, rows labelled ``test`` are held out
+    (any other label is a ``ConfigError``)."""
+    arr = np.asarray([str(v).strip().lower() for v in labels])
+    bad = sorted(set(arr.tolist()) - {"train", "test"})
+    if bad:
+        raise ConfigError("split", f"values must be 'train' or 'test', got {bad[:3]}")
+    train, test = np.flatnonzero(arr == "train"), np.flatnonzero(arr == "test")
+    if not len(train) or not len(test):
+        raise ConfigError("split", f"needs rows on both sides, got {len(train)} train and {len(test)} test")
+    return Split("predefined split column", train, test)
 
 
 def kfold(n: int, k: int = 5, seed: int = 0) -> list[Split]:

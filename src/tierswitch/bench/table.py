@@ -57,6 +57,9 @@ class ReplayData:
     skipped: list[SkippedRow] = field(default_factory=list)
     excluded: int = 0
     source: str = ""
+    groups: list[str] | None = None
+    splits: list[str] | None = None
+    duplicates: int = 0  # inputs seen more than once (all rows kept; see ``load_replay``)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -65,9 +68,10 @@ class ReplayData:
         """The rows at positions ``rows`` (for train/test splits)."""
         rows = np.asarray(rows, dtype=np.int64)
         pick = (lambda a: None if a is None else a[rows])  # noqa: E731
+        take = (lambda a: None if a is None else [a[i] for i in rows])  # noqa: E731
         return ReplayData(self.tiers, [self.ids[i] for i in rows], [self.inputs[i] for i in rows],
                           self.outcomes[rows], self.costs[rows], pick(self.latencies), pick(self.confidences),
-                          [], 0, self.source)
+                          [], 0, self.source, take(self.groups), take(self.splits))
 
 
 def parse_outcome(value: Any, field: str) -> float:
@@ -170,7 +174,10 @@ def load_replay(spec: ReplaySpec) -> ReplayData:
     outcomes, costs, latencies, confidences = [], [], [], []
     skipped: list[SkippedRow] = []
     excluded = 0
-    wanted = [spec.input] + ([spec.id] if spec.id else []) + list(spec.numeric)
+    wanted = [spec.input] + ([spec.id] if spec.id else []) + list(spec.numeric) + list(spec.categorical)
+    wanted += [c for c in (spec.group, spec.split) if c]
+    groups: list[str] = []
+    splits: list[str] = []
     for t in spec.tiers:
         wanted += [t.outcome] + t.cost.columns() + [c for c in (t.latency, t.confidence) if c]
     checked = False
@@ -200,7 +207,12 @@ def load_replay(spec: ReplaySpec) -> ReplayData:
             skipped.append(SkippedRow(row_id, what))
             continue
         ids.append(row_id)
-        inputs.append({"text": text, **numeric} if spec.numeric else text)
+        cats = {c: str(row.get(c)) for c in spec.categorical}
+        inputs.append({"text": text, **numeric, **cats} if spec.numeric or spec.categorical else text)
+        if spec.group:
+            groups.append(str(row.get(spec.group)))
+        if spec.split:
+            splits.append(str(row.get(spec.split)))
         outcomes.append(outs)
         costs.append(cost)
         latencies.append([_optional(row.get(t.latency)) if t.latency else math.nan for t in spec.tiers])
@@ -216,8 +228,27 @@ def load_replay(spec: ReplaySpec) -> ReplayData:
     return ReplayData(
         spec.tier_names, ids, inputs, np.asarray(outcomes, dtype=np.float64), np.asarray(costs, dtype=np.float64),
         lat if any(t.latency for t in spec.tiers) else None, conf if any(t.confidence for t in spec.tiers) else None,
-        skipped, excluded, str(spec.data),
+        skipped, excluded, str(spec.data), groups if spec.group else None, splits if spec.split else None,
+        _duplicates(inputs),
     )
+
+
+def _duplicates(inputs: list[Any]) -> int:
+    """How many rows repeat an earlier row's input. The stated rule (bench, tune and ``ReplayTier.from_replay``
+    alike): every row is kept and scored as recorded; a router sees one input, so the model learns the mean outcome
+    of the copies, and ``ReplayTier`` serves the mean outcome and cost of the copies. ``load_replay`` warns."""
+    seen: set[str] = set()
+    dup = 0
+    for x in inputs:
+        key = json.dumps(x, sort_keys=True, default=str)
+        dup += key in seen
+        seen.add(key)
+    if dup:
+        import warnings
+
+        warnings.warn(f"{dup} row(s) repeat an earlier input; all rows are kept and scored as recorded, models "
+                      "learn the mean outcome of the copies, ReplayTier serves their mean", stacklevel=3)
+    return dup
 
 
 def _is_missing(value: Any) -> bool:

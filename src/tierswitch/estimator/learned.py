@@ -45,7 +45,7 @@ class LearnedEstimator(Estimator):
     """Complexity score learned from recorded outcomes (features: ``learned_features``; target: ``learned_fit``).
 
     Parameters are stored verbatim; learned state ends in ``_``. ``numeric`` names numeric fields of dict inputs
-    used as extra features; ``cv_folds`` and ``seed`` drive the cross-validation that picks ``alpha`` from
+    used as extra features, ``categorical`` fields whose value becomes one hashed token (task, domain, tenant); ``cv_folds`` and ``seed`` drive the cross-validation that picks ``alpha`` from
     ``alphas`` and the n-gram block weight from ``ngram_weights`` (a single pair skips cross-validation).
     """
 
@@ -55,6 +55,7 @@ class LearnedEstimator(Estimator):
         alphas: Sequence[float] = _DEFAULT_ALPHAS,
         ngram_weights: Sequence[float] = _DEFAULT_NGRAM_WEIGHTS,
         numeric: Sequence[str] = (),
+        categorical: Sequence[str] = (),
         cv_folds: int = 5,
         seed: int = 0,
     ) -> None:
@@ -63,6 +64,9 @@ class LearnedEstimator(Estimator):
         if isinstance(numeric, str) or not isinstance(numeric, Sequence):
             raise ConfigError("estimator.numeric", f"must be a list of field names, got {numeric!r}")
         self.numeric = tuple(numeric)
+        if isinstance(categorical, str) or not isinstance(categorical, Sequence):
+            raise ConfigError("estimator.categorical", f"must be a list of field names, got {categorical!r}")
+        self.categorical = tuple(categorical)
         self.cv_folds = cv_folds
         self.seed = seed
         self.path_: Path | None = None
@@ -74,6 +78,9 @@ class LearnedEstimator(Estimator):
         dense, grams = analyse(text_of(x))
         if self.numeric:
             dense.extend(numeric_value(x, name) for name in self.numeric)
+        if self.categorical and isinstance(x, Mapping):
+            # a categorical column is one more hashed token ("\x00task=math"), learned like any n-gram
+            grams.update(f"\x00{name}={x.get(name)}" for name in self.categorical)
         return dense, grams
 
     def feature_names(self) -> tuple[str, ...]:
@@ -177,7 +184,7 @@ class LearnedEstimator(Estimator):
 
     def params(self) -> dict[str, Any]:
         return {"alphas": list(self.alphas), "ngram_weights": list(self.ngram_weights), "numeric": list(self.numeric),
-                "cv_folds": self.cv_folds, "seed": self.seed}
+                "categorical": list(self.categorical), "cv_folds": self.cv_folds, "seed": self.seed}
 
     def to_config(self) -> dict[str, Any]:
         """``{"kind": "learned", "path": ...}`` once saved; the unfitted parameters otherwise."""
@@ -220,7 +227,7 @@ def from_config(config: Mapping[str, Any], field: str = "estimator") -> LearnedE
     from tierswitch.validation import only_keys, rebased, section
 
     options = {k: v for k, v in section(config, field).items() if k != "kind"}
-    only_keys(options, field, {"path", "alphas", "ngram_weights", "numeric", "cv_folds", "seed"})
+    only_keys(options, field, {"path", "alphas", "ngram_weights", "numeric", "categorical", "cv_folds", "seed"})
     if "path" in options:
         if len(options) > 1:
             extra = sorted(set(options) - {"path"})[0]

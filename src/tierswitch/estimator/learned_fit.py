@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from scipy import sparse
@@ -22,10 +22,20 @@ from sklearn.model_selection import KFold
 
 from tierswitch.errors import ConfigError
 
-if TYPE_CHECKING:
-    from tierswitch.estimator.learned import LearnedEstimator
 
-__all__ = ["RidgeFit", "fit_ridge"]
+
+class FitSettings(Protocol):
+    """What ``fit_ridge`` reads from the estimator (structural, so this module never imports ``learned``: the
+    dependency runs one way, ``learned`` -> ``learned_fit``, imported inside ``fit``)."""
+
+    alphas: tuple[float, ...]
+    ngram_weights: tuple[float, ...]
+    cv_folds: int
+    seed: int
+
+    def design(self, xs: Sequence[Any]) -> tuple[np.ndarray, list[list[int]]]: ...
+
+__all__ = ["FitSettings", "RidgeFit", "fit_ridge"]
 
 
 class RidgeFit(NamedTuple):
@@ -58,7 +68,7 @@ def _outcomes(y: Any, n: int) -> tuple[np.ndarray, str]:
     return Y, target
 
 
-def fit_ridge(est: LearnedEstimator, xs: list[Any], y: Any, tiers: Sequence[str] | None) -> RidgeFit:
+def fit_ridge(est: FitSettings, xs: list[Any], y: Any, tiers: Sequence[str] | None) -> RidgeFit:
     """Fit sklearn's Ridge over ``est``'s CV grid, then fold the winner into plain arrays."""
     Y, target = _outcomes(y, len(xs))
     if len(xs) < 2 * est.cv_folds:

@@ -54,18 +54,30 @@ class ReplayTier(Tier):
         self.key = key if key is not None else digest_of
 
     @classmethod
-    def from_pairs(cls, name: str, pairs: Iterable[tuple[Any, Recorded | float | bool]], **kwargs: Any) -> ReplayTier:
-        """Build from ``(input, record)`` pairs; the same input recorded twice with different outcomes is refused."""
-        records: dict[str, Recorded] = {}
+    def from_pairs(cls, name: str, pairs: Iterable[tuple[Any, Recorded | float | bool]], *,
+                   duplicates: str = "error", **kwargs: Any) -> ReplayTier:
+        """Build from ``(input, record)`` pairs. The same input recorded twice with different outcomes is refused
+        (``duplicates="error"``) or served as the mean outcome and cost of its copies with a warning
+        (``duplicates="mean"``: the rule ``bench replay`` and ``tune`` follow, where models learn that mean)."""
+        if duplicates not in ("error", "mean"):
+            raise ConfigError("duplicates", f"must be 'error' or 'mean', got {duplicates!r}")
+        groups: dict[str, list[Recorded]] = {}
         key_of = kwargs.get("key") or digest_of
         for x, record in pairs:
             rec = record if isinstance(record, Recorded) else Recorded(float(record))
             key = key_of(x)
-            old = records.get(key)
-            if old is not None and old != rec:
+            old = groups.setdefault(key, [])
+            if old and old[0] != rec and duplicates == "error":
                 raise ConfigError(f"tiers.{name}", f"input {_short(x)} is recorded twice with different outcomes "
-                                  f"({old} vs {rec}); deduplicate the replay table")
-            records[key] = rec
+                                  f"({old[0]} vs {rec}); deduplicate the replay table or pass duplicates='mean'")
+            old.append(rec)
+        records = {k: v[0] if len(set(v)) == 1 else _mean(v) for k, v in groups.items()}
+        conflicting = sum(len(set(v)) > 1 for v in groups.values())
+        if conflicting:
+            import warnings
+
+            warnings.warn(f"tier {name}: {conflicting} input(s) recorded with different outcomes; serving the mean "
+                          "outcome and cost of the copies", stacklevel=2)
         return cls(name, records, **kwargs)
 
     @classmethod
@@ -82,7 +94,7 @@ class ReplayTier(Tier):
                 latency = None if data.latencies is None else _finite(data.latencies[i, j])
                 confidence = None if data.confidences is None else _finite(data.confidences[i, j])
                 pairs.append((x, Recorded(float(data.outcomes[i, j]), float(data.costs[i, j]), latency, confidence)))
-            built.append(cls.from_pairs(name, pairs))
+            built.append(cls.from_pairs(name, pairs, duplicates="mean"))
         return built if tier is None else built[0]
 
     def _lookup(self, x: Any) -> Recorded:
@@ -113,6 +125,16 @@ class ReplayTier(Tier):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "records": len(self.records)}
+
+
+def _mean(records: list[Recorded]) -> Recorded:
+    def avg(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    outcome = avg([r.outcome for r in records])
+    return Recorded(outcome if outcome is not None else 0.0, avg([r.cost for r in records]),
+                    avg([r.latency_s for r in records]), avg([r.confidence for r in records]))
 
 
 def _finite(value: float) -> float | None:
