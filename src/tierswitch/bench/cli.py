@@ -20,6 +20,8 @@ def _replay_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-dir", default=None,
                         help="directory the spec's relative paths start from (default: the working directory)")
     parser.add_argument("--test-size", type=float, default=0.5, help="held-out share of the rows (default 0.5)")
+    parser.add_argument("--train-rows", type=int, default=None,
+                        help="train on exactly N random rows and evaluate on all the others (instead of --test-size)")
     parser.add_argument("--target", default="accuracy=0.95",
                         help="accuracy=FRACTION (of full-tier accuracy), cost=MEAN_COST or full_share=P")
     parser.add_argument("--alphas", type=float, nargs="+", default=None, help="ridge penalties tried by CV")
@@ -41,7 +43,12 @@ def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     from tierswitch.bench.table import load_replay
 
     spec = load_spec(args.spec, args.base_dir)
+    args._categorical = list(spec.categorical)
     return load_replay(spec), spec.numeric
+
+
+def _categorical(args: argparse.Namespace) -> list[str]:
+    return list(getattr(args, "_categorical", []))
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -52,11 +59,18 @@ def _replay(args: argparse.Namespace) -> int:
     target = parse_target(args.target)
     data, numeric = _load(args)
     params = {**_params(args), **({"numeric": list(numeric)} if numeric else {})}
+    if _categorical(args):
+        params["categorical"] = _categorical(args)
     report = run_replay(data, seeds=args.seeds, test_size=args.test_size, folds=args.folds, params=params,
-                        target=target, progress=not args.quiet)
+                        target=target, progress=not args.quiet, train_rows=args.train_rows,
+                        per_tier=not args.no_per_tier)
     print(format_table(report))
     out = Path(args.out)
     written = [write_json(report, out / "report.json"), write_curve_csv(report, out / "curve.csv")]
+    if report.get("rows_primary"):
+        from tierswitch.bench.report import write_rows_csv
+
+        written.append(write_rows_csv(report, out / "rows.csv"))
     if not args.no_plot:
         from tierswitch.bench.plot import plot_report
 
@@ -107,6 +121,8 @@ def bench_main(argv: Sequence[str] | None = None) -> int:
     replay.add_argument("--out", default="bench-out", help="directory for report.json, curve.csv and pareto.png")
     replay.add_argument("--no-plot", action="store_true", help="skip the PNG")
     replay.add_argument("--quiet", action="store_true", help="no progress bars")
+    replay.add_argument("--no-per-tier", action="store_true",
+                        help="skip the per-tier outcome model and the TF-IDF baseline (banded score only)")
     live = sub.add_parser("live", help="run configured real tiers on a labelled dataset")
     live.add_argument("config", help="live config (YAML): dataset, tiers (factories), optional router")
     live.add_argument("--limit", type=int, default=None, help="use only the first N rows")
@@ -131,12 +147,20 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="directory for the fitted estimator (default: OUT.model)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the train/test split and of CV")
     parser.add_argument("--report", default=None, help="also write the tune report as JSON here")
+    parser.add_argument("--router", choices=("banded", "per-tier"), default="banded",
+                        help="banded: cuts over one learned score (threshold policy); per-tier: calibrated "
+                             "P(right) per tier and lam for P - lam*cost (learned policy)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="per-tier: also tune once per seed and report the held-out spread (sample sd)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     try:
         args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
     except SystemExit as exc:
         return int(exc.code or 0)
     target = parse_target(args.target)
     data, numeric = _load(args)
+    if args.router == "per-tier":
+        return _tune_per_tier(args, target, data, numeric)
     params = {**_params(args), **({"numeric": list(numeric)} if numeric else {})}
     result = tune(data, target, seed=args.seed, test_size=args.test_size, params=params)
     path = write_config(result, args.out, args.model)
@@ -160,6 +184,37 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
         print("the target is not met on the held-out rows; see the figures above", file=sys.stderr)
         return 1
     return 0
+
+
+def _tune_per_tier(args: argparse.Namespace, target: object, data: object, numeric: Sequence[str]) -> int:
+    from tierswitch.bench.tune_per_tier import tune_per_tier, tune_per_tier_seeds, write_per_tier_config
+
+    kwargs = {"test_size": args.test_size, "train_rows": args.train_rows, "categorical": _categorical(args),
+              "numeric": list(numeric)}
+    result = tune_per_tier(data, target, seed=args.seed, progress=not args.quiet, **kwargs)  # type: ignore[arg-type]
+    path = write_per_tier_config(result, args.out, args.model)
+    s = result.summary()
+    h = s["heldout"]
+    print(f"target: {s['target']} (met on training rows, out of fold: {s['met_on_train']}; held out: "
+          f"{s['met_heldout']})")
+    print(f"trained on {len(result.split.train)} rows, held out {h['rows']} ({result.split.name}); lam {s['lam']:.4g}")
+    shares = ", ".join(f"{k} {100 * v:.1f}%" for k, v in h["shares"].items())
+    print(f"held out: accuracy {h['accuracy']:.4f} ({100 * h['accuracy_vs_full']:.1f}% of full), mean cost "
+          f"{h['cost']:.6g}, cost reduction {100 * h['cost_reduction']:.1f}%, shares {shares}")
+    report: dict[str, object] = dict(s)
+    if args.seeds:
+        spread = tune_per_tier_seeds(data, target, args.seeds, **kwargs)  # type: ignore[arg-type]
+        a, c = spread["accuracy_vs_full"], spread["cost_reduction"]
+        print(f"over seeds {args.seeds}: {100 * a['mean']:.1f}% ± {100 * a['sd']:.1f}% of full accuracy, cost "
+              f"reduction {100 * c['mean']:.1f}% ± {100 * c['sd']:.1f}% (sample sd); target met held out in "
+              f"{spread['met_heldout']}/{len(args.seeds)}")
+        report["seeds"] = spread
+    print(f"wrote {path} (model in {result.model.path_})")
+    if args.report:
+        from tierswitch.bench.report import write_json
+
+        write_json(report, args.report)
+    return 0 if s["met_heldout"] else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -30,7 +30,7 @@ from tierswitch.estimator.learned import text_of
 __all__ = ["CPTS", "Target", "evaluate_scored", "length_scores", "parse_target"]
 
 CPTS = (0.2, 0.5, 0.8)
-REDUCTION_AT = (0.95, 0.99)
+REDUCTION_AT = (0.95, 0.97, 0.99)
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,18 @@ def parse_target(text: str) -> Target:
     return Target(kind, value)
 
 
+def _oracle_full(out: np.ndarray, C: np.ndarray, tiers: Sequence[str], full_cost: float) -> dict[str, object]:
+    """The other oracle convention: the cheapest right tier, and the full tier when no tier is right."""
+    from tierswitch.bench.metrics import accuracy, mean_cost, shares
+
+    assign = out.argmax(axis=1)
+    assign[out.max(axis=1) <= 0] = len(tiers) - 1
+    cost = mean_cost(C, assign)
+    return {"accuracy": accuracy(out, assign), "cost": cost, "cost_reduction": cost_reduction(cost, full_cost),
+            "shares": dict(zip(tiers, shares(assign, len(tiers)).tolist())),
+            "convention": "cheapest right tier; no tier right -> full tier"}
+
+
 def length_scores(inputs: Sequence[object]) -> np.ndarray:
     """The input's length in characters: the simplest complexity score, reported as a baseline."""
     return np.array([len(text_of(x)) for x in inputs], dtype=np.float64)
@@ -102,7 +114,9 @@ def evaluate_scored(
         "rows": len(data),
         "tiers": {t: {**alone[t]} for t in tiers},
         "oracle": {"accuracy": best.accuracy, "cost": best.cost, "cost_reduction": cost_reduction(best.cost, full_cost),
-                   "shares": dict(zip(tiers, best.shares.tolist()))},
+                   "shares": dict(zip(tiers, best.shares.tolist())),
+                   "convention": "cheapest right tier; no tier right -> cheapest tier"},
+        "oracle_full": _oracle_full(out, C, tiers, full_cost),
         "routellm": {
             "pair": [tiers[0], tiers[-1]],
             "apgr": apgr(curve),

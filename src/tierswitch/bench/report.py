@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["format_table", "json_safe", "write_curve_csv", "write_json"]
+__all__ = ["format_table", "json_safe", "write_curve_csv", "write_json", "write_rows_csv"]
 
 
 def _f(value: Any, digits: int = 4) -> str:
@@ -45,7 +45,12 @@ def format_table(report: Mapping[str, Any]) -> str:
         lines.append(f"{t + ' alone':<28}{_f(row['accuracy']):>10}{row['cost']:>14.6g}"
                      f"{('100.0%' if t == tiers[-1] else '0.0%'):>12}")
     o = primary["oracle"]
-    lines.append(f"{'oracle':<28}{_f(o['accuracy']):>10}{o['cost']:>14.6g}{_pct(o['shares'][tiers[-1]]):>12}")
+    lines.append(f"{'oracle (none right->cheap)':<28}{_f(o['accuracy']):>10}{o['cost']:>14.6g}"
+                 f"{_pct(o['shares'][tiers[-1]]):>12}")
+    if "oracle_full" in primary:
+        o = primary["oracle_full"]
+        lines.append(f"{'oracle (none right->full)':<28}{_f(o['accuracy']):>10}{o['cost']:>14.6g}"
+                     f"{_pct(o['shares'][tiers[-1]]):>12}")
     c = primary["chosen"]
     lines.append(f"{'chosen point':<28}{_f(c['accuracy']):>10}{c['cost']:>14.6g}"
                  f"{_pct(c['shares'][tiers[-1]]):>12}")
@@ -53,10 +58,13 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"  (figures above: {primary['name']}; chosen for {report['target']} on training rows: held out it has "
         f"{_pct(c['accuracy_vs_full'])} of full accuracy, cost reduction {_pct(c['cost_reduction'])})",
         "",
-        f"{tiers[0]} vs {tiers[-1]} (RouteLLM metrics; mean ± std over {n} run(s)):",
+        f"{tiers[0]} vs {tiers[-1]} (RouteLLM metrics; mean ± sample sd over {n} run(s)):",
         f"{'score':<14}{'APGR':>18}{'CPT(20%)':>20}{'CPT(50%)':>20}{'CPT(80%)':>20}",
     ]
-    for name, key in (("learned", "learned"), ("length", "length"), ("random", "random")):
+    names = [("learned", "learned")]
+    if "per_tier_apgr" in summary:
+        names += [("per-tier", "per_tier"), ("tfidf+LR", "tfidf")]
+    for name, key in (*names, ("length", "length"), ("random", "random")):
         lines.append(f"{name:<14}{_stat(summary, key + '_apgr'):>18}{_stat(summary, key + '_cpt20', True):>20}"
                      f"{_stat(summary, key + '_cpt50', True):>20}{_stat(summary, key + '_cpt80', True):>20}")
     lines += [
@@ -66,7 +74,44 @@ def format_table(report: Mapping[str, Any]) -> str:
         f"chosen point held out (cuts picked on training rows only): {_stat(summary, 'chosen_accuracy_vs_full', True)}"
         f" of full accuracy, cost reduction {_stat(summary, 'chosen_cost_reduction', True)}",
     ]
+    if "per_tier_apgr" in summary:
+        lines += ["", "cost / full-tier cost at a share of full accuracy (best point on the held-out rows; "
+                  "mean ± sample sd):",
+                  f"{'router':<28}{'95%':>18}{'97%':>18}{'99%':>18}"]
+        for name, key in (("per-tier (P - lam*cost)", "per_tier"), ("tfidf+LR (P - lam*cost)", "tfidf"),
+                          ("banded single score", "banded")):
+            lines.append(f"{name:<28}" + "".join(f"{_stat(summary, f'{key}_cost_vs_full_at_{f}', True):>18}"
+                                                  for f in ("0.95", "0.97", "0.99")))
+        tier_shares = ", ".join(f"{t} {_stat(summary, f'per_tier_chosen_share_{t}', True)}" for t in tiers)
+        lines.append(f"per-tier tuned on training rows (lam by out-of-fold CV): "
+                     f"{_stat(summary, 'per_tier_chosen_accuracy_vs_full', True)} of full accuracy, cost reduction "
+                     f"{_stat(summary, 'per_tier_chosen_cost_reduction', True)}; shares {tier_shares}")
+    groups = report["runs"][0].get("groups", {}).get("per_tier") if report["runs"] else None
+    if groups:
+        lines += ["", f"per group (per-tier router, {primary['name']}):",
+                  f"{'group':<20}{'rows':>6}{'accuracy':>10}{'full acc':>10}{'mean cost':>12}  shares"]
+        for g, r in groups.items():
+            sh = ", ".join(f"{t} {_pct(v)}" for t, v in r["shares"].items())
+            lines.append(f"{g[:19]:<20}{r['rows']:>6}{_f(r['accuracy']):>10}{_f(r['full_accuracy']):>10}"
+                         f"{r['cost']:>12.6g}  {sh}")
     return "\n".join(lines)
+
+
+def write_rows_csv(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Per-row scores and decisions of the primary run: id, split, group, banded score and tier, per-tier
+    probabilities (model and TF-IDF baseline) and the per-tier router's tier."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tiers = report["tiers"]
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", "split", "group", "score", "banded_tier", *(f"p_{t}" for t in tiers),
+                         *(f"tfidf_p_{t}" for t in tiers), "per_tier_tier"])
+        for r in report.get("rows_primary", []):
+            writer.writerow([r["id"], r["split"], r["group"], r["score"], r["banded_tier"],
+                             *(r["p_right"][t] for t in tiers), *(r["tfidf_p_right"][t] for t in tiers),
+                             r["per_tier_tier"]])
+    return path
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:

@@ -33,7 +33,7 @@ class SentenceTransformerEmbedder:
                 raise ConfigError("embedder.path", f"{self.path!r} is not a local model directory; "
                                   "download the model yourself and point path at it")
             try:
-                from sentence_transformers import SentenceTransformer
+                from sentence_transformers import SentenceTransformer  # type: ignore[import-not-found]
             except ImportError as exc:
                 raise ConfigError("embedder", "needs the optional package sentence-transformers "
                                   "(pip install sentence-transformers)") from exc

@@ -45,7 +45,8 @@ class LearnedEstimator(Estimator):
     """Complexity score learned from recorded outcomes (features: ``learned_features``; target: ``learned_fit``).
 
     Parameters are stored verbatim; learned state ends in ``_``. ``numeric`` names numeric fields of dict inputs
-    used as extra features, ``categorical`` fields whose value becomes one hashed token (task, domain, tenant); ``cv_folds`` and ``seed`` drive the cross-validation that picks ``alpha`` from
+    used as extra features, ``categorical`` fields whose value becomes one hashed token (task, domain, tenant);
+    ``cv_folds`` and ``seed`` drive the cross-validation that picks ``alpha`` from
     ``alphas`` and the n-gram block weight from ``ngram_weights`` (a single pair skips cross-validation).
     """
 

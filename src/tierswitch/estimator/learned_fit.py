@@ -23,7 +23,6 @@ from sklearn.model_selection import KFold
 from tierswitch.errors import ConfigError
 
 
-
 class FitSettings(Protocol):
     """What ``fit_ridge`` reads from the estimator (structural, so this module never imports ``learned``: the
     dependency runs one way, ``learned`` -> ``learned_fit``, imported inside ``fit``)."""

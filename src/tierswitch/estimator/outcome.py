@@ -79,7 +79,8 @@ def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, Any]:
         if m.any():
             gap = abs(float(p[m].mean()) - float(y[m].mean()))
             ece += gap * float(m.mean())
-            table.append({"bin": b, "rows": int(m.sum()), "predicted": float(p[m].mean()), "observed": float(y[m].mean())})
+            table.append({"bin": b, "rows": int(m.sum()), "predicted": float(p[m].mean()),
+                          "observed": float(y[m].mean())})
     return {"ece": ece, "brier": float(np.mean((p - y) ** 2)), "table": table}
 
 
