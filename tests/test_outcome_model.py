@@ -137,8 +137,10 @@ def test_online_policy_learns_from_feedback_with_logged_propensities(gsm8k):
     P = np.array([[policy.probabilities(x)[t] for t in gsm8k.tiers] for x in test.inputs])
     from sklearn.metrics import roc_auc_score
 
-    assert roc_auc_score(test.outcomes[:, 0], P[:, 0]) > 0.6  # it learned which questions Mixtral gets right
-    assert abs(P[:, 1].mean() - test.outcomes[:, 1].mean()) < 0.08
+    # it learned, from partial labels only, which held-out questions each model gets right (a constant scores 0.5)
+    assert roc_auc_score(test.outcomes[:, 0], P[:, 0]) > 0.55
+    assert roc_auc_score(test.outcomes[:, 1], P[:, 1]) > 0.6
+    assert np.abs(P.mean(axis=0) - test.outcomes.mean(axis=0)).max() < 0.06
 
 
 @pytest.mark.slow

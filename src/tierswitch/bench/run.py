@@ -206,6 +206,9 @@ def _summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     def stats(values: list[float]) -> dict[str, float]:
         arr = np.asarray(values, dtype=np.float64)
         ok = arr[np.isfinite(arr)]
+        if not len(ok):  # e.g. no sweep point reached 99% of full accuracy in any run
+            return {"mean": float("nan"), "std": float("nan"), "min": float("nan"), "max": float("nan"),
+                    "n": int(len(arr))}
         sd = float(np.std(ok, ddof=1)) if len(ok) > 1 else 0.0  # sample sd over seeds
         return {"mean": float(np.nanmean(arr)), "std": sd, "min": float(np.nanmin(arr)),
                 "max": float(np.nanmax(arr)), "n": int(len(arr))}

@@ -7,8 +7,8 @@ probability the policy had of picking that tier (``epsilon`` exploration keeps i
 the feedback for that request updates that tier's model with importance weight ``1 / propensity`` (clipped at
 ``max_weight``): the inverse-propensity-weighted loss is an unbiased estimate of the loss over all inputs.
 
-Each tier's model is an online logistic regression over hashed word n-grams and a few dense counts of the input
-(``tierswitch.estimator.learned_features``), trained by weighted SGD with L2 decay. Decisions use the cost-aware rule
+Each tier's model is an online logistic regression over hashed word n-grams and the dense counts of the input
+(``tierswitch.estimator.learned_features``; counts standardised by their running mean and variance), trained by weighted AdaGrad with L2 decay. Decisions use the cost-aware rule
 ``argmax P(right) - lam * cost``; a ``prior`` model (e.g. a fitted ``TierOutcomeModel``) answers for a tier until it
 has ``warmup`` updates. Learning runs through the router's hooks: ``observe`` (a decision hook) remembers requests
 this policy decided, ``feedback(request_id, quality=...)`` (what ``router.feedback`` forwards) applies the label.
@@ -47,7 +47,7 @@ class OnlineOutcomePolicy(Policy):
         lam: float = 0.1,
         epsilon: float = 0.1,
         costs: Mapping[str, float] | None = None,
-        learning_rate: float = 0.2,
+        learning_rate: float = 0.1,
         l2: float = 1e-4,
         dim: int = 1 << 18,
         max_weight: float = 20.0,
@@ -71,19 +71,34 @@ class OnlineOutcomePolicy(Policy):
         self.max_pending, self.seed = int(max_pending), seed
         self._w = {t: np.zeros(self.dim) for t in self.tiers}
         self._bias = dict.fromkeys(self.tiers, 0.0)
+        self._g2 = {t: np.zeros(self.dim) for t in self.tiers}
+        n_dense = len(analyse("")[0])
+        self._v = {t: np.zeros(n_dense) for t in self.tiers}
+        self._v_g2 = {t: np.zeros(n_dense) for t in self.tiers}
+        self._seen, self._mean, self._m2 = 0, np.zeros(n_dense), np.zeros(n_dense)
+        self._bias_g2 = dict.fromkeys(self.tiers, 0.0)
         self._updates = dict.fromkeys(self.tiers, 0)
-        self._pending: OrderedDict[int, tuple[str, np.ndarray, float]] = OrderedDict()
+        self._pending: OrderedDict[int, tuple[str, tuple[np.ndarray, np.ndarray], float]] = OrderedDict()
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
 
     # -- features and the models --------------------------------------------------------------------------------
-    def _features(self, x: Any) -> np.ndarray:
-        _, grams = analyse(text_of(x))
-        return np.unique(np.fromiter((bucket(g) % self.dim for g in grams), dtype=np.int64, count=len(grams)))
+    def _features(self, x: Any) -> tuple[np.ndarray, np.ndarray]:
+        dense, grams = analyse(text_of(x))
+        idx = np.unique(np.fromiter((bucket(g) % self.dim for g in grams), dtype=np.int64, count=len(grams)))
+        return idx, np.asarray(dense, dtype=np.float64)
 
-    def _p(self, tier: str, idx: np.ndarray) -> float:
+    def _z(self, dense: np.ndarray) -> np.ndarray:
+        """Dense counts standardised by the running mean and variance of the inputs learned from so far."""
+        if self._seen < 2:
+            return np.zeros_like(dense)
+        sd = np.sqrt(self._m2 / (self._seen - 1))
+        return np.asarray(np.where(sd > 0, (dense - self._mean) / np.where(sd > 0, sd, 1.0), 0.0))
+
+    def _p(self, tier: str, feats: tuple[np.ndarray, np.ndarray]) -> float:
+        idx, dense = feats
         scale = 1.0 / math.sqrt(len(idx)) if len(idx) else 0.0
-        z = self._bias[tier] + float(self._w[tier][idx].sum()) * scale
+        z = self._bias[tier] + float(self._w[tier][idx].sum()) * scale + float(self._v[tier] @ self._z(dense))
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     def probabilities(self, x: Any, features: Features | None = None) -> dict[str, float]:
@@ -160,15 +175,26 @@ class OnlineOutcomePolicy(Policy):
         with self._lock:
             self._update(tier, idx, min(1.0, max(0.0, float(label))), min(self.max_weight, 1.0 / propensity))
 
-    def _update(self, tier: str, idx: np.ndarray, label: float, weight: float) -> None:
-        n = self._updates[tier] + 1
-        rate = self.learning_rate / math.sqrt(n)
+    def _update(self, tier: str, feats: tuple[np.ndarray, np.ndarray], label: float, weight: float) -> None:
+        # AdaGrad per coordinate: rare n-grams keep a large step, frequent ones settle; L2 shrinks what it touches
+        idx, dense = feats
+        self._seen += 1  # Welford: running mean and variance of the dense counts
+        delta = dense - self._mean
+        self._mean += delta / self._seen
+        self._m2 += delta * (dense - self._mean)
         scale = 1.0 / math.sqrt(len(idx)) if len(idx) else 0.0
-        grad = (self._p(tier, idx) - label) * weight
-        w = self._w[tier]
-        w[idx] -= rate * (grad * scale + self.l2 * w[idx])
-        self._bias[tier] -= rate * grad
-        self._updates[tier] = n
+        grad = (self._p(tier, feats) - label) * weight
+        zd = self._z(dense)
+        vstep = grad * zd + self.l2 * self._v[tier]
+        self._v_g2[tier] += vstep * vstep
+        self._v[tier] -= self.learning_rate * vstep / np.sqrt(self._v_g2[tier] + 1e-8)
+        w, g2 = self._w[tier], self._g2[tier]
+        step = grad * scale + self.l2 * w[idx]
+        g2[idx] += step * step
+        w[idx] -= self.learning_rate * step / np.sqrt(g2[idx] + 1e-8)
+        self._bias_g2[tier] += grad * grad
+        self._bias[tier] -= self.learning_rate * grad / math.sqrt(self._bias_g2[tier] + 1e-8)
+        self._updates[tier] += 1
 
     def status(self) -> dict[str, Any]:
         with self._lock:
