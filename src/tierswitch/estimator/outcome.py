@@ -150,6 +150,7 @@ class TierOutcomeModel(Estimator):
         self.platt_: list[tuple[float, float]] = []
         self.report_: dict[str, Any] | None = None
         self.oof_: np.ndarray | None = None  # out-of-fold calibrated probabilities of the training rows (memory only)
+        self._fast: list[tuple[float, list[float], dict[int, float]]] | None = None
         self.path_: Path | None = None
 
     # -- features ---------------------------------------------------------------------------------------------
@@ -226,8 +227,32 @@ class TierOutcomeModel(Estimator):
         return self.calibrated(self.raw_many(xs))
 
     def tier_probabilities(self, x: Any, features: Features | None = None) -> dict[str, float]:
+        """Calibrated P(right) per tier for one request (the serving path: plain Python for a ridge-only model)."""
+        if self.blend_ == 1.0 and self.ridge_ is not None and self.platt_:
+            return self._fast_probabilities(x)
         p = self.predict_proba([x])[0]
         return {t: float(v) for t, v in zip(self.tiers_, p)}
+
+    def _fast_probabilities(self, x: Any) -> dict[str, float]:
+        fast = self._fast
+        if fast is None:
+            state = self.ridge_._require()  # type: ignore[union-attr]
+            fast = self._fast = [
+                (float(state["bias"][j]), [float(v) for v in state["dense_w"][j]],
+                 {int(b): float(w) for b, w in zip(state["buckets"], state["bucket_w"][j]) if w != 0.0})
+                for j in range(len(self.tiers_))]
+        dense, grams = self.ridge_._row(x)  # type: ignore[union-attr]
+        hashes = [bucket(g) for g in grams]
+        scale = 1.0 / math.sqrt(len(grams)) if grams else 0.0
+        out = {}
+        for t, (bias, dense_w, weights), (a, b) in zip(self.tiers_, fast, self.platt_):
+            get = weights.get
+            raw = bias + math.fsum(map(float.__mul__, dense_w, dense)) + scale * math.fsum(
+                filter(None, map(get, hashes)))
+            raw = min(1 - 1e-4, max(1e-4, raw))
+            z = max(-30.0, min(30.0, a * math.log(raw / (1 - raw)) + b))
+            out[t] = 1.0 / (1.0 + math.exp(-z))
+        return out
 
     def score_many(self, xs: Sequence[Any], probes: Any = None) -> np.ndarray:
         p = self.predict_proba(xs)

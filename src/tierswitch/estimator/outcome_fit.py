@@ -100,6 +100,7 @@ def fit_outcome(model: TierOutcomeModel, xs: list[Any], Y: np.ndarray, tiers: tu
     raw = model.blend_ * oof.get("ridge", 0.0) + (1 - model.blend_) * oof.get("knn", 0.0)
     raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
     model.tiers_ = tiers
+    model._fast = None
     model.platt_ = [_platt(raw[:, j], Y[:, j]) for j in range(len(tiers))] if model.calibrate else []
     model.report_ = report  # calibrated() needs the fitted state; the report is completed below
     cal = model.calibrated(raw)
