@@ -11,7 +11,8 @@ Each tier's model is an online logistic regression over hashed word n-grams and 
 (``tierswitch.estimator.learned_features``; counts standardised by their running mean and variance), trained by
 weighted AdaGrad with L2 decay. Decisions use the cost-aware rule ``argmax P(right) - lam * cost``; a ``prior``
 model (e.g. a fitted ``TierOutcomeModel``) answers for a tier until it has ``warmup`` updates.
-Learning runs through the router's hooks: ``observe`` (a decision hook) remembers requests this policy decided, ``feedback(request_id, quality=...)`` (what ``router.feedback`` forwards) applies the label.
+Learning runs through the router's hooks: ``observe`` (a decision hook) remembers requests this policy decided,
+and ``feedback(request_id, quality=...)`` (what ``router.feedback`` forwards) applies the label.
 """
 
 from __future__ import annotations
