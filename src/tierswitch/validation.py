@@ -7,12 +7,86 @@ file or a constructor call learns which value to change.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping
 from typing import Any
 
 from tierswitch.errors import ConfigError
 
-__all__ = ["finite", "number", "only_keys", "positive", "rebased", "section"]
+__all__ = ["MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "check_bounds", "describe", "finite", "number", "only_keys",
+           "positive", "rebased", "section"]
+
+#: A config (file or dict) may hold at most this many values (aliases expanded: a shared subtree counts every time
+#: it is reachable) and nest at most this deep. Real router configs hold a few hundred values.
+MAX_CONFIG_NODES = 100_000
+MAX_CONFIG_DEPTH = 64
+#: ``describe`` never returns more characters than this.
+DESCRIBE_LIMIT = 120
+
+
+class _Short(reprlib.Repr):
+    """A repr that looks at a bounded part of its value: a few items per container, a few levels, short strings,
+    and huge ints by their size (``repr`` of a 5000-digit int raises under Python's int-to-str limit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = self.maxset = self.maxfrozenset = 6
+        self.maxdeque = 6
+        self.maxstring = 60
+        self.maxlong = 40
+        self.maxother = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+    def repr_instance(self, x: Any, level: int) -> str:
+        try:
+            return super().repr_instance(x, level)
+        except Exception:  # a __repr__ that raises must not turn a ConfigError into something else
+            return f"<{type(x).__name__} object>"
+
+
+_SHORT = _Short()
+
+
+def describe(value: Any, limit: int = DESCRIBE_LIMIT) -> str:
+    """A repr of ``value`` for an error message, bounded in length and in the work it does (at most a few items of
+    a few levels are looked at), so a huge or hostile value never costs more than a short message. Every validator
+    message shows values through this."""
+    try:
+        text = _SHORT.repr(value)
+    except Exception:  # repr of an object that refuses it (a broken __repr__, a huge int inside a subclass ...)
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_bounds(data: Any, field: str, *, max_nodes: int = MAX_CONFIG_NODES,
+                 max_depth: int = MAX_CONFIG_DEPTH) -> Any:
+    """``data`` when it holds at most ``max_nodes`` values nested at most ``max_depth`` deep; a ``ConfigError``
+    naming ``field`` otherwise. Run before any validator looks at a config: a 419-byte YAML file of nested aliases
+    ("billion laughs") expands to 10**9 values, and a self-referencing alias never ends. The walk stops at the
+    first bound crossed, so it costs at most ``max_nodes`` steps."""
+    nodes = 0
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        nodes += 1
+        if nodes > max_nodes:
+            raise ConfigError(field, f"holds more than {max_nodes} values (YAML aliases count every time they are "
+                                     "used); a router config needs a few hundred: remove the repeated aliases")
+        if depth > max_depth:
+            raise ConfigError(field, f"nests deeper than {max_depth} levels (or an alias refers to itself); "
+                                     "flatten it")
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                stack.append((key, depth + 1))
+                stack.append((item, depth + 1))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((item, depth + 1) for item in value)
+    return data
 
 
 def section(config: Any, field: str) -> Mapping[str, Any]:
@@ -23,8 +97,10 @@ def section(config: Any, field: str) -> Mapping[str, Any]:
 
 def only_keys(config: Mapping[str, Any], field: str, allowed: set[str]) -> None:
     unknown = set(config) - allowed
-    if unknown:
-        raise ConfigError(f"{field}.{sorted(unknown)[0]}", f"unknown key; allowed: {sorted(allowed)}")
+    if unknown:  # keys may be of mixed types (YAML ``1: x`` beside ``a: y``): sort them by their text
+        key = sorted(unknown, key=str)[0]
+        raise ConfigError(f"{field}.{describe(key, 60) if not isinstance(key, str) else key}",
+                          f"unknown key; allowed: {sorted(allowed)}")
 
 
 def number(config: Mapping[str, Any], key: str, field: str, default: Any = ..., low: float | None = None,
@@ -41,9 +117,10 @@ def number(config: Mapping[str, Any], key: str, field: str, default: Any = ..., 
 def finite(field: str, value: Any, *, low: float = -math.inf, high: float = math.inf, strict: bool = False) -> float:
     """``value`` as a float when it is a finite real number (not a bool) within [low, high] ((low, high] when
     ``strict``); otherwise a ``ConfigError`` naming ``field`` and the range."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-            or value < low or value > high or (strict and value == low)):
-        raise ConfigError(field, f"must be a finite number{_range(low, high, strict)}, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or (isinstance(value, int) and value.bit_length() > 1000)  # math.isfinite(10**400): OverflowError
+            or not math.isfinite(value) or value < low or value > high or (strict and value == low)):
+        raise ConfigError(field, f"must be a finite number{_range(low, high, strict)}, got {describe(value)}")
     return float(value)
 
 
@@ -58,7 +135,8 @@ def _range(low: float, high: float, strict: bool) -> str:
 def positive(field: str, value: Any, *, integer: bool = False) -> None:
     """Refuse anything but a number > 0: an int when ``integer``, never a bool or NaN (inf passes)."""
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not value > 0:
-        raise ConfigError(field, f"must be {'a positive integer' if integer else 'a positive number'}, got {value!r}")
+        raise ConfigError(field, f"must be {'a positive integer' if integer else 'a positive number'}, got "
+                                 f"{describe(value)}")
 
 
 def rebased(exc: ConfigError, root: str, field: str) -> ConfigError:

@@ -17,6 +17,7 @@ from tierswitch.distill.compress import quantize_int8
 from tierswitch.distill.student import StudentTier, build_student
 from tierswitch.distill.weights import LoadedWeights, WeightStore
 from tierswitch.errors import ConfigError, DistillError, WeightVerificationError
+from tierswitch.validation import describe
 
 __all__ = ["WeightSubscriber"]
 
@@ -41,7 +42,7 @@ class WeightSubscriber:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not poll_s > 0:
-            raise ConfigError("reload.poll_s", f"must be > 0, got {poll_s!r}")
+            raise ConfigError("reload.poll_s", f"must be > 0, got {describe(poll_s)}")
         self.store = store
         self.tier = tier
         self.int8 = int8
@@ -95,7 +96,7 @@ class WeightSubscriber:
         self._thread.start()
         if wait_s and not self._ready.wait(wait_s):
             self.stop()  # no thread left retrying behind the caller's back
-            raise DistillError(f"could not subscribe to {self.store.channel!r} within {wait_s}s; is Redis up?")
+            raise DistillError(f"could not subscribe to {describe(self.store.channel)} within {wait_s}s; is Redis up?")
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:

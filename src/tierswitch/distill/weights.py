@@ -23,7 +23,7 @@ from safetensors.torch import save as st_save
 
 from tierswitch.distill.student import StudentSpec
 from tierswitch.errors import ConfigError, WeightVerificationError
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["LoadedWeights", "WeightStore"]
 
@@ -48,7 +48,7 @@ class WeightStore:
         self, client: Any, namespace: str, *, keep: int = 5, clock: Callable[[], float] = time.time
     ) -> None:
         if not isinstance(namespace, str) or not namespace:
-            raise ConfigError("weights.namespace", f"must be a non-empty string, got {namespace!r}")
+            raise ConfigError("weights.namespace", f"must be a non-empty string, got {describe(namespace)}")
         positive("weights.keep", keep, integer=True)
         self.client = client
         self.namespace = namespace
@@ -118,22 +118,23 @@ class WeightStore:
             return None
         blob, raw_meta = self.client.mget([self.key("blob", version), self.key("meta", version)])
         if blob is None or raw_meta is None:
-            raise WeightVerificationError(f"weights {version!r} are missing from {self.namespace!r} (expired?)")
+            raise WeightVerificationError(f"weights {describe(version)} are missing from "
+                                          f"{describe(self.namespace)} (expired?)")
         try:
             meta = json.loads(raw_meta)
             spec = StudentSpec.from_dict(meta["spec"])
             expected_sha = meta["sha256"]
         except (ValueError, KeyError, TypeError, ConfigError) as exc:
-            raise WeightVerificationError(f"weights {version!r} have unreadable metadata: {exc}") from exc
+            raise WeightVerificationError(f"weights {describe(version)} have unreadable metadata: {exc}") from exc
         if hashlib.sha256(blob).hexdigest() != expected_sha:
-            raise WeightVerificationError(f"weights {version!r} fail their sha256 checksum; not loading them")
+            raise WeightVerificationError(f"weights {describe(version)} fail their sha256 checksum; not loading them")
         try:
             tensors = st_load(blob)
         except Exception as exc:  # safetensors raises its own error types on a malformed header
-            raise WeightVerificationError(f"weights {version!r} are not valid safetensors: {exc}") from exc
+            raise WeightVerificationError(f"weights {describe(version)} are not valid safetensors: {exc}") from exc
         _check(tensors, spec, f"weights {version!r} rejected")
         if {k: list(v.shape) for k, v in tensors.items()} != meta.get("tensors"):
-            raise WeightVerificationError(f"weights {version!r} do not match the tensor list in their metadata")
+            raise WeightVerificationError(f"weights {describe(version)} do not match the tensor list in their metadata")
         return LoadedWeights(version, tensors, spec, meta)
 
 
@@ -150,6 +151,6 @@ def _check(tensors: Mapping[str, torch.Tensor], spec: StudentSpec, what: str) ->
         )
     for name, tensor in tensors.items():
         if tensor.dtype != torch.float32:
-            raise WeightVerificationError(f"{what}: tensor {name!r} is {tensor.dtype}, expected float32")
+            raise WeightVerificationError(f"{what}: tensor {describe(name)} is {tensor.dtype}, expected float32")
         if not torch.isfinite(tensor).all():
-            raise WeightVerificationError(f"{what}: tensor {name!r} holds NaN or inf")
+            raise WeightVerificationError(f"{what}: tensor {describe(name)} holds NaN or inf")

@@ -26,7 +26,7 @@ from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Prediction, RoutingContext
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["ABTest", "ArmStats"]
 
@@ -86,10 +86,10 @@ class ABTest(Policy):
     def __init__(self, a: Policy, b: Policy, *, share_b: float = 0.5, mode: str = "split", salt: str = "",
                  full: str | None = None, max_pending: int = 100_000) -> None:
         if mode not in MODES:
-            raise ConfigError("policy.mode", f"must be one of {list(MODES)}, got {mode!r}")
+            raise ConfigError("policy.mode", f"must be one of {list(MODES)}, got {describe(mode)}")
         share_b = finite("policy.share_b", share_b, low=0.0, high=1.0)
         if not isinstance(salt, str):
-            raise ConfigError("policy.salt", f"must be a string, got {salt!r}")
+            raise ConfigError("policy.salt", f"must be a string, got {describe(salt)}")
         self.a, self.b = a, b
         self.share_b = float(share_b)
         self.mode = mode
@@ -178,7 +178,7 @@ class ABTest(Policy):
             raise ValueError("feedback: pass exactly one of quality= or reward=")
         value = quality if quality is not None else reward
         if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ValueError(f"feedback: the value must be finite, got {value!r}")
+            raise ValueError(f"feedback: the value must be finite, got {describe(value)}")
         with self._lock:
             arm = self._arm_of.get(request_id)
             if arm is None:
@@ -237,7 +237,7 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> ABTest:
     b = policy_from_config(config["b"], f"{field}.b")
     full = config.get("full")
     if full is not None and not isinstance(full, str):
-        raise ConfigError(f"{field}.full", f"must name a tier, got {full!r}")
+        raise ConfigError(f"{field}.full", f"must name a tier, got {describe(full)}")
     try:
         return ABTest(a, b, share_b=config.get("share_b", 0.5), mode=config.get("mode", "split"),
                       salt=config.get("salt", ""), full=full)

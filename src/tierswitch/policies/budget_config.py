@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tierswitch.errors import ConfigError
 from tierswitch.policies.quantile import counters_from_config
-from tierswitch.validation import finite, positive
+from tierswitch.validation import describe, finite, positive
 
 if TYPE_CHECKING:
     from tierswitch.policies.budget import BudgetController
@@ -47,7 +47,7 @@ def check_settings(
 ) -> BudgetSettings:
     """The parameters of ``BudgetController`` checked and normalised; ``ConfigError`` names the first bad one."""
     if target not in TARGETS:
-        raise ConfigError("policy.target", f"must be one of {list(TARGETS)}, got {target!r}")
+        raise ConfigError("policy.target", f"must be one of {list(TARGETS)}, got {describe(target)}")
     high = 1.0 if target == "full_share" else math.inf
     value = finite("policy.value", value, low=0.0, high=high, strict=target != "full_share")
     tiers = tuple(tiers)
@@ -102,7 +102,7 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetContr
     kwargs = {k: v for k, v in config.items() if k not in ("kind", "target", "value", "counters")}
     tiers = kwargs.get("tiers", [])
     if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
-        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {tiers!r}")
+        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {describe(tiers)}")
     try:
         counters = counters_from_config(config.get("counters"))
         return BudgetController(config["target"], config["value"], counters=counters, **kwargs)

@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.types import Decision, Features, RoutingContext
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["LearnedPolicy", "PerTierOutputs", "TierProbabilities", "as_tier_probabilities"]
 
@@ -163,7 +163,7 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> LearnedPoli
     only_keys(config, field, _FIELDS | {"kind"})
     tiers = config.get("tiers")
     if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
-        raise ConfigError(f"{field}.tiers", f"is required: a list of tier names, cheapest first; got {tiers!r}")
+        raise ConfigError(f"{field}.tiers", f"is required: a list of tier names, cheapest first; got {describe(tiers)}")
     if "model" not in config:
         raise ConfigError(f"{field}.model", "is required: an estimator config that gives per-tier probabilities")
     model = estimator_from_config(config["model"], f"{field}.model")

@@ -23,7 +23,7 @@ import numpy as np
 
 from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure
 from tierswitch.types import MODALITIES, Prediction, Usage
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction",
            "nonfinite_output", "same_output"]
@@ -44,7 +44,7 @@ class CostModel:
         for name in ("per_call", "per_unit"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"cost.{name}", f"must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"cost.{name}", f"must be a finite number >= 0, got {describe(value)}")
 
     def cost(self, length: int) -> float:
         """Price of one call on an input of ``length`` units."""
@@ -161,7 +161,7 @@ def make_prediction(
         try:
             confidence = float(confidence)
         except (TypeError, ValueError) as exc:
-            raise TierFailure(tier, f"confidence {confidence!r} is not a number") from exc
+            raise TierFailure(tier, f"confidence {describe(confidence)} is not a number") from exc
         if not math.isfinite(confidence):
             raise NonFiniteOutput(tier, f"confidence is {confidence}")
     problem = nonfinite_output(raw.output)
@@ -170,7 +170,7 @@ def make_prediction(
     if raw.cost is not None:
         if isinstance(raw.cost, bool) or not isinstance(raw.cost, (int, float)) or not math.isfinite(raw.cost) \
                 or raw.cost < 0:
-            raise TierFailure(tier, f"reported cost {raw.cost!r} is not a finite number >= 0")
+            raise TierFailure(tier, f"reported cost {describe(raw.cost)} is not a finite number >= 0")
         cost = float(raw.cost)
     return Prediction(raw.output, tier, version, cost, latency_s, probs, confidence, raw.usage)
 
@@ -199,13 +199,13 @@ class Tier:
         version: str = "1",
     ) -> None:
         if not isinstance(name, str) or not name or ":" in name:
-            raise ConfigError("tier.name", f"must be a non-empty string without ':', got {name!r}")
+            raise ConfigError("tier.name", f"must be a non-empty string without ':', got {describe(name)}")
         self.name = name
         if not isinstance(cost, CostModel):
             try:
                 per_call = float(cost)
             except (TypeError, ValueError):
-                raise ConfigError("cost.per_call", f"must be a finite number >= 0, got {cost!r}") from None
+                raise ConfigError("cost.per_call", f"must be a finite number >= 0, got {describe(cost)}") from None
             cost = CostModel(per_call=per_call)
         self.cost_model = cost
         self.capabilities = capabilities if capabilities is not None else Capabilities()
