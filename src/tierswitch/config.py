@@ -140,7 +140,7 @@ def _resolve(registry: dict[str, Factory | str], kind: str, field: str) -> Facto
         module, _, name = factory.partition(":")
         factory = getattr(importlib.import_module(module), name)
         registry[kind] = factory
-    return factory  # type: ignore[return-value]
+    return factory
 
 
 def _kind(config: Any, field: str) -> tuple[Mapping[str, Any], str]:

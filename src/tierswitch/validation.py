@@ -9,11 +9,12 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
-from tierswitch.errors import ConfigError
+from tierswitch.errors import ConfigError, EmptyInput, InputTooLarge, UnsupportedInput
 
-__all__ = ["MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "check_bounds", "describe", "finite", "number", "only_keys",
+__all__ = ["MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "batch_inputs", "check_bounds", "describe", "finite", "number", "only_keys",
            "positive", "rebased", "section"]
 
 #: A config (file or dict) may hold at most this many values (aliases expanded: a shared subtree counts every time
@@ -109,7 +110,7 @@ def number(config: Mapping[str, Any], key: str, field: str, default: Any = ..., 
     if key not in config:
         if default is ...:
             raise ConfigError(f"{field}.{key}", "is required")
-        return default
+        return default  # type: ignore[no-any-return]
     return finite(f"{field}.{key}", config[key], low=-math.inf if low is None else low,
                   high=math.inf if high is None else high)
 
@@ -144,3 +145,41 @@ def rebased(exc: ConfigError, root: str, field: str) -> ConfigError:
     arguments from the default root (``policy.share_b``); a factory building one at ``policy.b`` raises
     ``rebased(exc, "policy", field) from exc`` so that the error names ``policy.b.share_b``."""
     return ConfigError(field + exc.field.removeprefix(root), str(exc).split(": ", 1)[-1])
+
+
+def batch_inputs(xs: Any, max_batch: int) -> list[Any]:
+    """The inputs of ``router.batch(xs)`` as a list of at most ``max_batch`` items, or a named ``InvalidInput``:
+    ``EmptyInput`` for None, ``UnsupportedInput`` for a bare string or bytes (it would route each character), a
+    mapping (it would route its keys), a set (no order to answer in) or a non-iterable (an int), and
+    ``InputTooLarge`` over ``max_batch``. Any other iterable is taken, a generator too: it is read up to
+    ``max_batch + 1`` items, never further."""
+    positive("router.max_batch", max_batch, integer=True)
+    if xs is None:
+        raise EmptyInput("batch is None; pass a list of inputs, e.g. router.batch([x1, x2])")
+    if isinstance(xs, (str, bytes, bytearray)):
+        raise UnsupportedInput(f"batch is a bare {type(xs).__name__}, which would route each character on its own; "
+                               "pass [text] for one input, or call router(text)")
+    if isinstance(xs, Mapping):
+        raise UnsupportedInput("batch is a mapping, which would route its keys; pass a list of inputs ([payload] "
+                               "for one dict input, or call router(payload))")
+    if isinstance(xs, (set, frozenset)):
+        raise UnsupportedInput("batch is a set, whose order is arbitrary (answers come back in input order); "
+                               "pass a list")
+    try:
+        size = len(xs)
+    except TypeError:  # no len: a generator or another iterator (or not iterable at all)
+        size = None
+    if size is not None and size > max_batch:
+        raise InputTooLarge(f"batch of {size} inputs is over max_batch={max_batch}; split it")
+    try:
+        iterator = iter(xs)
+    except TypeError:
+        raise UnsupportedInput(f"batch must be a list (or another iterable) of inputs, got {describe(xs)} "
+                               f"({type(xs).__name__})") from None
+    try:
+        items = list(islice(iterator, max_batch + 1))
+    except Exception as exc:  # a generator that raises: the caller's code, named as such
+        raise UnsupportedInput(f"reading the batch raised {type(exc).__name__}: {describe(str(exc))}") from exc
+    if len(items) > max_batch:
+        raise InputTooLarge(f"batch has more than max_batch={max_batch} inputs; split it")
+    return items
