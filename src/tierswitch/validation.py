@@ -14,7 +14,8 @@ from typing import Any
 
 from tierswitch.errors import ConfigError, EmptyInput, InputTooLarge, UnsupportedInput
 
-__all__ = ["MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "batch_inputs", "check_bounds", "describe", "finite", "number", "only_keys",
+__all__ = ["MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "batch_inputs", "check_bounds", "describe", "finite", "number",
+           "only_keys",
            "positive", "rebased", "section"]
 
 #: A config (file or dict) may hold at most this many values (aliases expanded: a shared subtree counts every time
