@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierswitch.errors import CacheError, CorruptCacheValue
-from tierswitch.tiers.base import finite_extremes, nonfinite_output
+from tierswitch.outputs import finite_extremes, nonfinite_output
 from tierswitch.types import Prediction
 
 __all__ = ["Cache", "CacheKey", "CacheStats", "TierStats", "is_storable"]

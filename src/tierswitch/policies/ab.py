@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tierswitch.errors import ConfigError
+from tierswitch.outputs import same_output
 from tierswitch.policies.base import Policy
-from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Prediction, RoutingContext
 from tierswitch.validation import describe, finite
 

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from tierswitch.errors import ConfigError
+from tierswitch.outputs import same_output
 from tierswitch.policies.base import Policy
-from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Features, RoutingContext
 from tierswitch.validation import describe, finite
 
