@@ -262,13 +262,25 @@ def _complexity(config: Mapping[str, Any], field: str) -> Any:
         raise rebased(exc, "estimator", field) from exc
 
 
+def _ab(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.policies.ab import from_config
+
+    return from_config(config, field, build_policy=policy_from_config)  # arms built here: ab never imports us
+
+
+def _learned(config: Mapping[str, Any], field: str) -> Any:
+    from tierswitch.policies.learned import from_config
+
+    return from_config(config, field, build_estimator=estimator_from_config)
+
+
 register_policy("fixed", _fixed)
 register_policy("threshold", _threshold)
 register_policy("cascade", _cascade)
 register_policy("first_of", _first_of)
 register_policy("budget", "tierswitch.policies.budget:from_config")
-register_policy("learned", "tierswitch.policies.learned:from_config")
+register_policy("learned", _learned)
 register_policy("bandit", "tierswitch.policies.bandit:from_config")
-register_policy("ab", "tierswitch.policies.ab:from_config")
+register_policy("ab", _ab)
 register_estimator("complexity", _complexity)
 register_estimator("learned", "tierswitch.estimator.learned:from_config")
