@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ SRC = str(Path(__file__).resolve().parent.parent / "src")
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     code = "import sys; from tierswitch.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout,
-                          env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"})
+                          env={**os.environ, "PYTHONPATH": SRC})
 
 
 def test_distill_worker_against_an_unreachable_redis_is_one_named_line():
@@ -40,3 +41,13 @@ def test_student_spec_with_an_int_hidden_is_a_config_error():
     with pytest.raises(ConfigError):
         StudentSpec(64, ("32",), 3)  # type: ignore[arg-type]
     assert StudentSpec(64, [32], 3).hidden == (32,)
+
+
+def test_demo_against_an_unreachable_redis_is_one_named_line_and_exit_1(tmp_path):
+    # before the fix: the whole demo ran with every cache call failing and exited 0 (checked by hand on ba4964c)
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    done = _cli("demo", "--redis", url, "--quiet", "--limit", "20", "--out", str(tmp_path / "report"))
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot use Redis" in lines[0] and url in lines[0], done.stderr
