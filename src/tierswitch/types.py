@@ -169,7 +169,8 @@ class RoutingContext:
     ``capable`` lists the names of the tiers that accept this input, cheapest first (the capability filter has
     already run). ``predictions`` holds every prediction made so far for this request (probes and cascade steps),
     by tier name; ``tried`` lists tiers called in order; ``agreement`` is each tier's live agreement with the most
-    expensive tier (from shadow samples), when known.
+    expensive tier (from shadow samples), when known. ``verdicts`` is where a policy's ``accept`` may say, per tier,
+    which signal decided and why (e.g. ``"verifier 0.31 < 0.50"``); the router puts it in the trace.
     """
 
     request: Request
@@ -181,6 +182,7 @@ class RoutingContext:
     predictions: dict[str, Prediction] = field(default_factory=dict)
     tried: list[str] = field(default_factory=list)
     agreement: Mapping[str, float] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
 
     def next_capable(self, after: str) -> str | None:
         """The next more expensive capable tier after ``after`` that was not tried yet, or None."""

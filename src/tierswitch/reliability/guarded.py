@@ -74,7 +74,9 @@ class Guarded(Tier):
             raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {retries!r}")
         self.inner = tier
         self.name = tier.name
-        self.is_async = tier.is_async  # the async core awaits apredict_one, which awaits the tier's coroutine
+        # apredict_one is native here (asyncio timeouts; a sync inner tier runs on the guard's own pool), so the
+        # async core awaits it rather than parking an executor thread on top of the guard's.
+        self.is_async = True
         self.timeout_s = None if timeout_s is None else float(timeout_s)
         self.retries = retries
         self.backoff = backoff if backoff is not None else Backoff()
