@@ -23,13 +23,14 @@ from tierswitch.metrics.registry import (
     default_registry,
     exposition,
 )
-from tierswitch.metrics.router import RouterMetrics, registry_for, source_stats
+from tierswitch.metrics.router import MetricsSource, RouterMetrics, registry_for, source_stats
 from tierswitch.metrics.server import CONTENT_TYPE, MetricsServer, serve_metrics
 
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_BUCKETS",
     "MetricsServer",
+    "MetricsSource",
     "Registry",
     "RouterMetrics",
     "Source",

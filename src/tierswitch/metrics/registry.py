@@ -11,10 +11,12 @@ Nothing here touches ``prometheus_client.REGISTRY``; pass it explicitly if that 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
@@ -29,10 +31,18 @@ DEFAULT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _CREATED_TYPES = frozenset({"counter", "histogram", "summary"})
 
 Source = Callable[[], Iterable[Metric]]
+_NAMELESS_OK = "support_collectors_without_names" in inspect.signature(CollectorRegistry.__init__).parameters
 
 
 class Registry(CollectorRegistry):
-    """A ``prometheus_client.CollectorRegistry`` that can also ``render()`` its text exposition."""
+    """A ``prometheus_client.CollectorRegistry`` that can also ``render()`` its text exposition. Its series can be
+    filtered by name (``?name[]=`` on ``serve_metrics``, ``restricted_registry``) where ``prometheus_client`` supports
+    that for collectors whose names are known only at scrape time, as ours are."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        if _NAMELESS_OK:
+            kwargs.setdefault("support_collectors_without_names", True)
+        super().__init__(**kwargs)
 
     def render(self) -> str:
         """The Prometheus text exposition (format 0.0.4) of every metric, as ``generate_latest`` writes it."""

@@ -22,8 +22,8 @@ own); the scrape-time numbers are ``CounterMetricFamily``/``GaugeMetricFamily`` 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -33,9 +33,29 @@ from tierswitch.metrics.registry import DEFAULT_BUCKETS, Registry, collector_for
 from tierswitch.types import DecisionRecord
 
 if TYPE_CHECKING:
-    from tierswitch.router import Router
+    from tierswitch.cache.base import Cache
+    from tierswitch.tiers.base import Tier
 
-__all__ = ["DEFAULT_GAUGES", "RouterMetrics", "registry_for", "source_stats"]
+__all__ = ["DEFAULT_GAUGES", "MetricsSource", "RouterMetrics", "registry_for", "source_stats"]
+
+
+class _Snapshot(Protocol):
+    def snapshot(self) -> Mapping[str, Any]: ...
+
+
+class MetricsSource(Protocol):
+    """What the metrics read of a router, and nothing more: a ``Router`` is one; so is anything shaped like it."""
+
+    @property
+    def stats(self) -> _Snapshot: ...
+
+    @property
+    def tiers(self) -> Mapping[str, Tier]: ...
+
+    @property
+    def cache(self) -> Cache | None: ...
+
+    def add_hook(self, hook: Callable[[DecisionRecord], None]) -> None: ...
 
 DEFAULT_GAUGES = frozenset({"fresh", "pending", "in_flight", "hung", "threads", "size", "entries", "depth", "lag",
                             "version", "serving_version", "state", "state_code", "open", "backlog", "reservoir"})
@@ -101,7 +121,7 @@ class RouterMetrics:
     metrics).
     """
 
-    def __init__(self, router: Router, registry: CollectorRegistry | None = None, *, name: str = "default",
+    def __init__(self, router: MetricsSource, registry: CollectorRegistry | None = None, *, name: str = "default",
                  hook: bool = True) -> None:
         self.router = router
         self.registry: CollectorRegistry = registry if registry is not None else default_registry()
@@ -289,7 +309,7 @@ def _nested(name: str, doc: str, router: str, value: Mapping[Any, Any], tiers: s
     return fam
 
 
-def registry_for(router: Router, *, name: str = "default", hook: bool = True,
+def registry_for(router: MetricsSource, *, name: str = "default", hook: bool = True,
                  watch: Mapping[str, Any] | None = None,
                  registry: CollectorRegistry | None = None) -> CollectorRegistry:
     """A registry holding ``router``'s metrics (a new ``Registry`` unless one is given), plus each ``watch`` item as
