@@ -14,7 +14,7 @@ import itertools
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,6 +28,7 @@ from tierswitch.policies.base import Policy
 from tierswitch.reliability.fallback import FallbackPlan, fallback_from_config
 from tierswitch.routing.batch import route_batch
 from tierswitch.routing.effects import AsyncShell, SyncShell
+from tierswitch.routing.failures import FailureLog
 from tierswitch.routing.hooks import Hook, learner_hooks, send_feedback
 from tierswitch.routing.request import route_one
 from tierswitch.routing.stats import LiveAgreement, RouterStats
@@ -116,7 +117,8 @@ class Router:
         self.executor_workers = executor_workers or min(32, (os.cpu_count() or 1) + 4)
         self.stats = RouterStats()
         self.live_agreement = LiveAgreement()
-        self.request_ids = itertools.count(1)
+        self.failure_log = FailureLog()  # tier failures: counted per tier, logged rate-limited
+        self.request_ids: Iterator[int] = itertools.count(1)
         self.capable_by_modality: dict[str, tuple[tuple[str, ...], int]] = {}
         self.accepted_steps = {name: TraceStep("accept", name) for name in names}  # immutable, shared
         self._sync = SyncShell(self)

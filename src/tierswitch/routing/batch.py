@@ -22,7 +22,7 @@ from tierswitch.routing.admission import Admitted, admit
 from tierswitch.routing.effects import Call, CallGroup, GetMany, Parallel, Steps, StoreMany
 from tierswitch.routing.hits import finish_hit
 from tierswitch.routing.hooks import emit
-from tierswitch.routing.miss import CACHE_MISS, context, decide, failure_log, next_after_failure
+from tierswitch.routing.miss import CACHE_MISS, context, decide, next_after_failure
 from tierswitch.routing.state import RoutingState
 from tierswitch.types import Decision, Prediction, Routed, RoutingContext, TraceStep
 
@@ -164,7 +164,7 @@ def _probe_and_decide(state: RoutingState, pending: list[_Pending]) -> Steps[Non
             if isinstance(outcome, TierFailure):
                 p.failures.append(outcome)
                 p.trace.append(TraceStep("failure", probe, f"probe: {outcome}"))
-                failure_log.note(state.stats, probe, outcome, None)
+                state.failure_log.note(state.stats, probe, outcome, None)
             else:
                 p.ctx.predictions[probe] = outcome
                 p.ctx.features.uncertainty = uncertainty_of(outcome, state.estimator.uncertainty)
@@ -211,7 +211,7 @@ def _fail(state: RoutingState, p: _Pending, tier: str, failure: TierFailure) -> 
     p.failures.append(failure)
     p.trace.append(TraceStep("failure", tier, str(failure)))
     nxt = next_after_failure(state, p.ctx, tier)
-    failure_log.note(state.stats, tier, failure, nxt)
+    state.failure_log.note(state.stats, tier, failure, nxt)
     if nxt is None:
         state.stats.add(failures=len(p.failures), failed_requests=1)
         p.error = AllTiersFailed(p.failures)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from tierswitch.policies.base import FirstOf, Policy
+from tierswitch.routing.state import Hook, RoutingState
 from tierswitch.types import Decision, DecisionRecord, Routed, RoutingContext
 
 if TYPE_CHECKING:
     from tierswitch.cache.base import Cache
-    from tierswitch.routing.state import RoutingState
 
 __all__ = ["Hook", "decision_record", "emit", "learner_hooks", "learners", "send_feedback"]
-
-Hook = Callable[[DecisionRecord], None]
 
 
 def learners(policy: Policy) -> Iterator[Policy]:

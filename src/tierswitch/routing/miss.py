@@ -15,15 +15,13 @@ from tierswitch.policies.base import Policy
 from tierswitch.reliability.fallback import FallbackPlan
 from tierswitch.routing.admission import Admitted
 from tierswitch.routing.effects import Call, Steps, Store
-from tierswitch.routing.failures import FailureLog
 from tierswitch.routing.hooks import emit
 from tierswitch.routing.state import RoutingState
-from tierswitch.types import Decision, Prediction, Routed, RoutingContext, TraceStep
+from tierswitch.types import Accepting, Decision, Prediction, Routed, RoutingContext, TraceStep
 
 __all__ = ["CACHE_MISS", "context", "decide", "may_escalate", "next_after_failure", "route_miss"]
 
 CACHE_MISS = TraceStep("cache_miss")
-failure_log = FailureLog()
 
 
 def context(state: RoutingState, admitted: Admitted, meta: Any) -> RoutingContext:
@@ -45,7 +43,7 @@ def decide(state: RoutingState, ctx: RoutingContext) -> Decision:
     return decision
 
 
-def may_escalate(policy: Policy) -> bool:
+def may_escalate(policy: Accepting) -> bool:
     """Whether ``policy`` can refuse an answer (only cascading policies override ``accept``)."""
     return type(policy).accept is not Policy.accept
 
@@ -88,7 +86,7 @@ def route_miss(state: RoutingState, admitted: Admitted, meta: Any, started: floa
                 failures.append(outcome)
                 trace.append(TraceStep("failure", tier, str(outcome)))
                 nxt = next_after_failure(state, ctx, tier)
-                failure_log.note(state.stats, tier, outcome, nxt)
+                state.failure_log.note(state.stats, tier, outcome, nxt)
                 if nxt is None:
                     state.stats.add(failures=len(failures), failed_requests=1)
                     raise AllTiersFailed(failures) from outcome
@@ -133,7 +131,7 @@ def _probe(state: RoutingState, ctx: RoutingContext, trace: list[TraceStep],
     if isinstance(outcome, TierFailure):
         failures.append(outcome)
         trace.append(TraceStep("failure", probe, f"probe: {outcome}"))
-        failure_log.note(state.stats, probe, outcome, None)
+        state.failure_log.note(state.stats, probe, outcome, None)
         return
     ctx.predictions[probe] = outcome
     ctx.features.uncertainty = uncertainty_of(outcome, state.estimator.uncertainty)

@@ -6,7 +6,7 @@ way (router -> steps) and a step can be tested over any object with these attrib
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from tierswitch.types import DecisionRecord, TraceStep
@@ -19,11 +19,14 @@ if TYPE_CHECKING:
     from tierswitch.estimator.base import Estimator
     from tierswitch.policies.base import Policy
     from tierswitch.reliability.fallback import FallbackPlan
-    from tierswitch.routing.hooks import Hook
+    from tierswitch.routing.failures import FailureLog
     from tierswitch.routing.stats import LiveAgreement, RouterStats
     from tierswitch.tiers.base import Tier
 
-__all__ = ["RoutingState"]
+__all__ = ["Hook", "RoutingState"]
+
+#: A decision hook: called with the record of every answered request.
+Hook = Callable[[DecisionRecord], None]
 
 
 class RoutingState(Protocol):
@@ -40,6 +43,7 @@ class RoutingState(Protocol):
     max_batch: int
     stats: RouterStats
     live_agreement: LiveAgreement
+    failure_log: FailureLog
     hooks: list[Hook]
     request_ids: Iterator[int]
     capable_by_modality: dict[str, tuple[tuple[str, ...], int]]
