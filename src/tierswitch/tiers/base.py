@@ -189,6 +189,9 @@ class Tier:
     is_async: bool = False
     #: True when the tier implements ``astream`` (text deltas, then the complete ``Prediction``).
     streams: bool = False
+    #: A sync tier fast enough to call on the event loop itself (an in-memory model answering in microseconds):
+    #: the async core then calls it inline instead of hopping to its executor, which costs more than the call.
+    inline: bool = False
 
     def __init__(
         self,
