@@ -60,7 +60,8 @@ class PerTierOutputs:
         return {t: min(1.0, max(0.0, float(v))) for t, v in zip(self.tiers, outputs)}
 
     def to_config(self) -> dict[str, Any]:
-        return self.estimator.to_config()
+        config: dict[str, Any] = self.estimator.to_config()
+        return config
 
 
 def as_tier_probabilities(model: Any) -> TierProbabilities:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -136,6 +136,9 @@ class Tier:
     is_async: bool = False
     #: True when the tier implements ``astream`` (text deltas, then the complete ``Prediction``).
     streams: bool = False
+    #: A sync tier fast enough to call on the event loop itself (an in-memory model answering in microseconds):
+    #: the async core then calls it inline instead of hopping to its executor, which costs more than the call.
+    inline: bool = False
 
     def __init__(
         self,
@@ -245,6 +248,10 @@ class Tier:
     def predict_one(self, x: Any, length: int = 0) -> Prediction:
         """Predict one item; adapters with a cheaper single-item path override this."""
         return self.predict([x], [length])[0]
+
+    def astream(self, x: Any, length: int = 0) -> AsyncIterator[str | Prediction]:
+        """Text deltas, then one complete ``Prediction`` (streaming tiers, ``streams = True``, override this)."""
+        raise TierFailure(self.name, "this tier does not stream (streams is False); call apredict_one instead")
 
     def describe(self) -> dict[str, Any]:
         """A plain summary for logs and reports."""
