@@ -118,7 +118,8 @@ def check_probs(tier: str, probs: Any) -> tuple[np.ndarray, float | None]:
         if extremes is None:
             raise NonFiniteOutput(tier, "class probabilities hold NaN or inf")
         hi, lo = extremes
-        total = float(arr.sum())
+        with np.errstate(over="ignore"):  # 1e308 + 1e308 is inf: refused below, no warning needed
+            total = float(arr.sum())
         slack = PROB_SUM_TOLERANCE + 1e-9  # 0.33 * 3 is 0.98999...
         if lo < 0.0 or hi > 1.0 + slack or abs(total - 1.0) > slack:
             raise TierFailure(tier, f"class probabilities must be in [0, 1] and sum to 1 (within "
