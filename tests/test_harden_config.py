@@ -47,11 +47,25 @@ def test_few_aliases_but_huge_expansion_is_refused_by_the_node_bound(tmp_path):
 def test_self_referencing_alias_and_deep_nesting_are_refused(tmp_path):
     path = tmp_path / "router.yaml"
     path.write_text("policy: &p {kind: fixed, tier: base, again: *p}\n")
-    with pytest.raises(ConfigError, match="deeper"):
+    with pytest.raises(ConfigError, match="itself"):
         load_config(path)
     path.write_text("policy: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def test_a_shared_subtree_reached_deep_still_counts_its_depth():
+    from tierswitch.validation import check_bounds
+
+    leaf: list = [1]
+    for _ in range(40):
+        leaf = [leaf]
+    outer: list = [leaf]
+    for _ in range(30):
+        outer = [leaf, outer]  # the same 41-level subtree, seen shallow first (remembered), then 31 levels down
+    with pytest.raises(ConfigError, match="deeper"):
+        check_bounds(outer, "config")
+    check_bounds([leaf, leaf], "config")  # shallow sharing is fine
 
 
 def test_oversized_file_is_refused_before_parsing(tmp_path):
