@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Callable, Mapping
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from tierswitch.errors import ConfigError
-from tierswitch.validation import check_bounds, describe, number, only_keys, rebased, section
+from tierswitch.validation import MAX_CONFIG_DEPTH, check_bounds, describe, number, only_keys, rebased, section
 
 __all__ = [
     "cache_from_config",
@@ -40,6 +42,8 @@ MAX_CONFIG_BYTES = 1_000_000
 #: A YAML file may use at most this many aliases (``*name``); with ``check_bounds`` on the expanded result this
 #: keeps "billion laughs" files (nested aliases) to milliseconds.
 MAX_YAML_ALIASES = 100
+
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]+")
 
 Factory = Callable[[Mapping[str, Any], str], Any]
 _POLICIES: dict[str, Factory | str] = {}
@@ -88,6 +92,12 @@ def parse_file(path: Path, field: str, content: bytes | None = None) -> Any:
         raise ConfigError(field, f"cannot read {path}: {exc}") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(field, f"{path} is not UTF-8 text ({exc}); save it as UTF-8") from exc
+    # PyYAML's scanner is quadratic in the nesting of flow collections ("[[[[..." costs seconds before the composer
+    # sees the first level) and tomllib recurses per level, so bracket depth is bounded on the text first. Brackets
+    # inside quoted strings count too: the bound (twice the depth allowed) leaves room for them.
+    brackets = _NOT_BRACKETS.sub("", text)
+    if brackets and max(accumulate(1 if c in "[{" else -1 for c in brackets)) > 2 * MAX_CONFIG_DEPTH:
+        raise ConfigError(field, f"nests deeper than {MAX_CONFIG_DEPTH} levels ([ and {{ brackets); flatten it")
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
@@ -116,6 +126,7 @@ def _safe_yaml(text: str, field: str) -> Any:
 
     class Loader(yaml.SafeLoader):
         aliases = 0
+        depth = 0
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             if self.check_event(yaml.AliasEvent):
@@ -123,7 +134,13 @@ def _safe_yaml(text: str, field: str) -> Any:
                 if self.aliases > MAX_YAML_ALIASES:
                     raise ConfigError(field, f"uses more than {MAX_YAML_ALIASES} YAML aliases (*name); a router "
                                              "config needs a few: write the values out")
-            return super().compose_node(parent, index)
+            self.depth += 1  # the composer recurses per level: stop long before Python's recursion limit
+            if self.depth > MAX_CONFIG_DEPTH:
+                raise ConfigError(field, f"nests deeper than {MAX_CONFIG_DEPTH} levels; flatten it")
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
 
     loader = Loader(text)
     try:
