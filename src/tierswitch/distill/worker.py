@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tierswitch.errors import ConfigError, DistillError, WeightVerificationError
+from tierswitch.validation import describe
 
 __all__ = ["build_parser", "main"]
 
@@ -65,7 +66,7 @@ def _json_arg(value: str, field: str) -> Any:
             with open(value, encoding="utf-8") as fh:
                 text = fh.read()
         except OSError as exc:
-            raise ConfigError(field, f"cannot read {value!r}: {exc}") from exc
+            raise ConfigError(field, f"cannot read {describe(value)}: {exc}") from exc
     try:
         return json.loads(text)
     except ValueError as exc:
