@@ -1,0 +1,64 @@
+"""What a cache value must be to be stored, or served: one rule for writes and reads.
+
+A cached answer is served as if a tier had just given it, so it must pass the checks a tier's answer passes:
+finite numbers everywhere, a confidence in [0, 1], class probabilities that are finite, non-negative and sum to 1
+(within ``PROBS_TOLERANCE``), and an output the output rule accepts. Writes refuse what fails (counted as
+``rejected``); reads refuse it too (counted as ``corrupt``, warned, deleted), since a shared store may hold values
+written by another process, an older version, or someone else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from tierswitch.tiers.base import nonfinite_output as _output_rule  # the output rule's one seam (see check_output)
+from tierswitch.types import Prediction
+
+__all__ = ["PROBS_TOLERANCE", "check_output", "problem"]
+
+PROBS_TOLERANCE = 1e-3
+"""|sum(probs) - 1| allowed: float32 softmax over thousands of classes stays well inside it; logits do not."""
+
+
+def check_output(output: Any) -> str | None:
+    """What is wrong with ``output`` as a cached answer (NaN/inf where a number is), or None."""
+    return _output_rule(output)
+
+
+def problem(prediction: Prediction) -> str | None:
+    """What makes ``prediction`` unfit to be cached or served from a cache, or None when nothing does."""
+    confidence = prediction.confidence
+    if confidence is not None and (
+        isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.0 <= confidence <= 1.0
+    ):
+        return f"confidence {confidence!r} is not a number in [0, 1]"
+    if not math.isfinite(prediction.cost):
+        return f"cost {prediction.cost!r} is not finite"
+    probs = prediction.probs
+    if probs is not None and probs.size:
+        why = probs_problem(probs)
+        if why is not None:
+            return why
+    return check_output(prediction.output)
+
+
+def probs_problem(probs: np.ndarray) -> str | None:
+    """What is wrong with class probabilities (NaN/inf, negative, not summing to 1), or None."""
+    flat = probs.ravel()
+    if flat.dtype.kind not in "fiu":
+        return f"class probabilities have dtype {flat.dtype}, expected a real number type"
+    lo = float(flat[flat.argmin()])  # argmin/argmax return the first NaN: two lookups check finiteness
+    hi = float(flat[flat.argmax()])
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return "class probabilities hold NaN or inf"
+    if lo < 0.0 or hi > 1.0:
+        return f"class probabilities range over [{lo:.3g}, {hi:.3g}], outside [0, 1]"
+    sums = np.ravel(probs.sum(axis=-1))  # one distribution per row for 2-D probabilities
+    off = np.abs(sums - 1.0)
+    worst = int(off.argmax())
+    if off[worst] > PROBS_TOLERANCE:
+        return f"class probabilities sum to {float(sums[worst]):.6g}, not 1"
+    return None
