@@ -13,7 +13,7 @@ import pytest
 from redis_server import RedisServer, free_port
 from tierswitch import CallableTier, Fixed, Router
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import RedisSingleFlight
+from tierswitch.cache import RedisSingleFlight
 from tierswitch.errors import ConfigError
 from tierswitch.metrics import Registry, RouterMetrics
 

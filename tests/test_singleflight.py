@@ -19,7 +19,7 @@ from tests.contracts.cache_contract import prediction
 
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import RedisSingleFlight, SingleFlight
+from tierswitch.cache import RedisSingleFlight, SingleFlight
 from tierswitch.errors import ConfigError
 from tierswitch.policies import Fixed
 from tierswitch.router import Router
@@ -293,7 +293,7 @@ WORKER = r"""
 import json, os, sys, threading, time
 import redis
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import RedisSingleFlight
+from tierswitch.cache import RedisSingleFlight
 from tierswitch.types import Prediction
 
 url, ns, n_procs, n_threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
