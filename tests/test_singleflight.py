@@ -17,9 +17,9 @@ import pytest
 import redis
 from tests.contracts.cache_contract import prediction
 
+from tierswitch.cache import RedisSingleFlight, SingleFlight
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache import RedisSingleFlight, SingleFlight
 from tierswitch.errors import ConfigError
 from tierswitch.policies import Fixed
 from tierswitch.router import Router

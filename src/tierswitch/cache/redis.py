@@ -54,8 +54,9 @@ class RedisCache(Cache):
     retries then apply). ``ttl_s`` (None: no expiry) ages entries out; values larger than ``max_value_bytes`` are
     not stored (counted as rejected), and values read that are larger, or that fail the checks a tier's answer
     passes (``tierswitch.cache.checks``), are refused as corrupt (a miss, counted, warned, deleted). The socket
-    timeouts bound every call; the breaker settings decide how long a dead or stalled server is left alone. ``clock`` (monotonic) drives the breaker, ``wall_clock`` stamps ``created_at``.
-    Building the cache opens no connection; the first command does.
+    timeouts bound every call; the breaker settings decide how long a dead or stalled server is left alone.
+    ``clock`` (monotonic) drives the breaker, ``wall_clock`` stamps ``created_at``. Building the cache opens no
+    connection; the first command does (the first async command in a loop makes that loop's async client).
     """
 
     def __init__(
@@ -108,8 +109,9 @@ class RedisCache(Cache):
         self._dropped: type[BaseException] = rex.ConnectionError
         self._local = threading.local()
         self._pinned: weakref.WeakSet[Any] = weakref.WeakSet()  # per-thread read connections, closed by close()
-        # one redis.asyncio client per event loop that used this cache; the last one used is checked first
-        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+        # one redis.asyncio client per event loop that used this cache (the last one used is checked first); a
+        # client refers to its loop, so a weak mapping would never let go: closed loops are swept out instead
+        self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
         self._async_last: tuple[Any, Any] = (None, None)
         self._async_lock = threading.Lock()
 
@@ -317,6 +319,8 @@ class RedisCache(Cache):
         with self._async_lock:
             client = self._async_clients.get(loop)
             if client is None:
+                for old in [old for old in self._async_clients if old.is_closed()]:
+                    del self._async_clients[old]  # a loop that ended without aclose(): its sockets close with it
                 client = make_async_client(self._source, *self._timeouts)
                 self._async_clients[loop] = client
             self._async_last = (loop, client)
