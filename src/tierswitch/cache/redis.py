@@ -277,11 +277,17 @@ class RedisCache(Cache):
     async def arun(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``run`` for a ``redis.asyncio`` command (a coroutine function): the same breaker and error mapping."""
         self._admit()
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             result = await fn(*args, **kwargs)
         except self._redis_errors as exc:
             raise self._failed(exc) from exc
         self.breaker.success()
+        if task is not None and task.cancelling() > cancels:
+            # A cancel that lands just as the reply arrives can be swallowed inside redis.asyncio (seen with
+            # redis-py 8.1 on Python 3.11): the task would run on as if never cancelled. Deliver it here.
+            raise asyncio.CancelledError()
         return result
 
     def command(self, name: str, *args: Any, **kwargs: Any) -> Any:

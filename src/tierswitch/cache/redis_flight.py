@@ -104,7 +104,13 @@ class RedisSingleFlight(SingleFlight):
         deadline = self._clock() + self.wait_timeout_s
         waited = False
         while True:
-            held = yield Acquire(name, token, self.lock_ttl_ms)
+            try:
+                held = yield Acquire(name, token, self.lock_ttl_ms)
+            except GeneratorExit:
+                raise
+            except BaseException:  # cancelled around the SET: it may have taken the lock, so give it back
+                yield Release(name, token)
+                raise
             found = (yield Recheck) if has_recheck and held is not None else None
             if found is not None:
                 if held:
