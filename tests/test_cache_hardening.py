@@ -82,6 +82,33 @@ def test_a_caller_mutating_a_routed_list_output_does_not_change_later_hits() -> 
     assert router("q").output == ["q", "label"]
 
 
+class Box:
+    def __init__(self, items: list[int]) -> None:
+        self.items = items
+
+
+def test_served_copies_keep_every_type_the_caller_stored() -> None:
+    cache = MemoryCache()
+    output = {"t": (1, [2, 3]), "s": {4, 5}, "n": np.int64(7), "a": np.arange(3), "f": [0.5, 1.5], 9: "int key",
+              "box": Box([1])}
+    cache.set("d", prediction(output, confidence=None))
+    output["box"].items.append(2)
+    got = cache.get("full", "1", "d").output  # type: ignore[union-attr]
+    assert type(got["t"]) is tuple and type(got["t"][1]) is list and got["t"] == (1, [2, 3])
+    assert got["s"] == {4, 5} and type(got["n"]) is np.int64 and got[9] == "int key"
+    assert type(got["f"]) is list and got["f"] == [0.5, 1.5] and got["a"].tolist() == [0, 1, 2]
+    assert got["box"].items == [1] and got["box"] is not cache.get("full", "1", "d").output["box"]  # type: ignore[union-attr]
+
+
+def test_an_output_nested_too_deep_is_not_cached_and_counted() -> None:
+    deep: list[object] = []
+    for _ in range(100):
+        deep = [deep]
+    cache = MemoryCache()
+    assert cache.set("d", prediction(deep, confidence=None)) is False
+    assert cache.stats.tiers["full"].rejected == 1 and len(cache) == 0
+
+
 def test_immutable_outputs_are_shared_without_copying() -> None:
     cache = MemoryCache()
     label = "card_arrival" * 3

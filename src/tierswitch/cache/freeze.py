@@ -31,47 +31,62 @@ _SHARED = frozenset({str, int, float, bool, type(None), bytes, complex})
 _ARRAY_OVERHEAD = sys.getsizeof(np.empty(0))
 
 
+class _FlatList(list):  # type: ignore[type-arg]
+    """A frozen list whose items are all shared as they are: thawed by one C-level copy (``list(x)``)."""
+
+    __slots__ = ()
+
+
+class _FlatDict(dict):  # type: ignore[type-arg]
+    """A frozen dict whose keys and values are all shared as they are: thawed by ``dict(x)``."""
+
+    __slots__ = ()
+
+
 def freeze(value: Any) -> tuple[Any, int, bool]:
     """(the cache's private copy of ``value``, its size estimate in bytes, whether hits must ``thaw`` it).
 
     Raises ``UnsupportedInput`` when the value nests deeper than ``MAX_DEPTH`` or cannot be copied."""
-    mutable = [False]
     size = [0]
-    frozen = _freeze(value, 0, size, mutable)
-    return frozen, size[0], mutable[0]
+    frozen, mutable = _freeze(value, 0, size)
+    return frozen, size[0], mutable
 
 
-def _freeze(value: Any, depth: int, size: list[int], mutable: list[bool]) -> Any:
+def _freeze(value: Any, depth: int, size: list[int]) -> tuple[Any, bool]:
+    """(frozen copy, whether a hit must copy it). Lists and dicts of shared items become ``_FlatList`` /
+    ``_FlatDict``, so the common ``[floats]`` or ``{"label": str, "scores": [floats]}`` thaw at C speed."""
     kind = type(value)
     if kind in _SHARED:
         size[0] += sys.getsizeof(value)
-        return value
+        return value, False
     if depth >= MAX_DEPTH:
         raise UnsupportedInput(f"output nests deeper than {MAX_DEPTH} levels; not cached")
-    if kind is list:
-        mutable[0] = True
+    if kind is list or kind is tuple:
         size[0] += sys.getsizeof(value)
-        return [_freeze(v, depth + 1, size, mutable) for v in value]
-    if kind is tuple:
-        size[0] += sys.getsizeof(value)
-        return tuple(_freeze(v, depth + 1, size, mutable) for v in value)
+        items = [_freeze(v, depth + 1, size) for v in value]
+        deep = any(m for _, m in items)
+        if kind is tuple:
+            return tuple(v for v, _ in items), deep
+        return ([v for v, _ in items] if deep else _FlatList(v for v, _ in items)), True
     if kind is dict:
-        mutable[0] = True
         size[0] += sys.getsizeof(value)
-        return {_freeze(k, depth + 1, size, mutable): _freeze(v, depth + 1, size, mutable) for k, v in value.items()}
+        pairs = [(_freeze(k, depth + 1, size), _freeze(v, depth + 1, size)) for k, v in value.items()]
+        if any(km or vm for (_, km), (_, vm) in pairs):
+            return {k: v for (k, _), (v, _) in pairs}, True
+        return _FlatDict((k, v) for (k, _), (v, _) in pairs), True
     if kind is np.ndarray and value.dtype.kind in "biufcmM":
         size[0] += _ARRAY_OVERHEAD + value.nbytes
-        return frozen_array(value)
+        return frozen_array(value), False
     if isinstance(value, np.generic) and value.dtype.kind in "biufcmM":
         size[0] += sys.getsizeof(value)
-        return value
-    mutable[0] = True  # sets, custom objects, object arrays, array subclasses: deep copies both ways
+        return value, False
+    # sets, custom objects, object arrays, array subclasses: deep copies both ways
     try:
         private = copy.deepcopy(value)
     except Exception as exc:  # an object that refuses to be copied is not cached (never shared)
         raise UnsupportedInput(f"cannot copy a {kind.__name__} output ({exc}); not cached") from exc
     size[0] += sys.getsizeof(value)
-    return private
+    return private, True
 
 
 def frozen_array(arr: np.ndarray) -> np.ndarray:
@@ -83,6 +98,10 @@ def frozen_array(arr: np.ndarray) -> np.ndarray:
 def thaw(value: Any) -> Any:
     """A copy of a frozen value that shares nothing mutable with it (frozen arrays and immutables are shared)."""
     kind = type(value)
+    if kind is _FlatList:
+        return list(value)
+    if kind is _FlatDict:
+        return dict(value)
     if kind in _SHARED or kind is np.ndarray and not value.flags.writeable:
         return value
     if kind is list:
