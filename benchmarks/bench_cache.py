@@ -4,6 +4,10 @@
 
 Reads REDIS_URL (default redis://127.0.0.1:6379/15) and works under a unique namespace that it purges afterwards.
 Ratios (p50 against p50 in the same run):
+- "async redis hit": cache.aget (redis.asyncio) vs cache.get (sync), interleaved, both timed inside the call;
+- "async redis batch 64": aget_many of 64 keys vs 64 awaited single GETs on the same redis.asyncio client;
+- "memory hit: frozen outputs": a MemoryCache hit with frozen outputs vs the old shared-object cache vs a msgpack
+  decode of the same envelope (the alternative design), per output kind;
 - "redis hit": router(x) served from RedisCache vs a raw redis-py GET of the very bytes it reads (target <= 1.25x);
 - "redis batch 64": cache.get_many of 64 keys vs 64 single GETs (target >= 10x faster);
 - "codec": msgpack envelope encode+decode of a typical result (77 class probabilities) vs json of the same data.
@@ -285,4 +289,5 @@ def test_memory_hit_frozen_vs_shared(benchmark, kind: str) -> None:
     mine = benchmark.stats.stats.median
     o, m = statistics.median(old), statistics.median(packed)
     benchmark.extra_info.update(shared_p50_us=round(o * 1e6, 2), msgpack_decode_p50_us=round(m * 1e6, 2),
-                                frozen_over_shared=round(mine / o, 3), frozen_minus_shared_us=round((mine - o) * 1e6, 2))
+                                frozen_over_shared=round(mine / o, 3),
+                                frozen_minus_shared_us=round((mine - o) * 1e6, 2))
