@@ -184,9 +184,6 @@ def test_any_stored_envelope_never_breaks_a_request(redis_cache, parts, junk):
     _route_poisoned(redis_cache, parts, junk, check_served=False)
 
 
-@pytest.mark.xfail(reason="read-side checks on cache values are issue 14 item 13, the cache helper's branch: a "
-                          "well-formed envelope holding NaN is still served on main; drop this mark when it lands",
-                   strict=False)
 @SOME
 @given(parts=envelope_parts, junk=st.binary(max_size=64))
 def test_a_stored_value_is_served_only_when_it_passes_the_output_rule(redis_cache, parts, junk):
