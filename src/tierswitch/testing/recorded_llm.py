@@ -105,6 +105,7 @@ class _State:
         self.table, self.models, self.hang_s = table, dict(models), hang_s
         self.faults = Faults()
         self.requests = 0
+        self.last_headers: dict[str, str] = {}
         self.stopping: asyncio.Event | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.lock = threading.Lock()
@@ -131,6 +132,7 @@ def build_app(table: RecordedTable, models: Mapping[str, LatencyModel], hang_s: 
     async def completions(request: Request) -> Response:
         with state.lock:
             state.requests += 1
+            state.last_headers = dict(request.headers)
         fault = state.faults.take()
         kind, retry_after = fault if fault else (request.headers.get("x-recorded-fault", ""), 0.0)
         if kind == "429":
