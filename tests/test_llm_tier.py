@@ -7,8 +7,8 @@ import asyncio
 import math
 
 import pytest
-from llm_servers import GPT4_PRICE, MIXTRAL_PRICE, QUESTION, TABLE, tier
 
+from llm_servers import GPT4_PRICE, MIXTRAL_PRICE, QUESTION, TABLE, tier
 from tierswitch.errors import (
     ConfigError,
     InvalidMessages,

@@ -7,8 +7,8 @@ import math
 
 import openai
 import pytest
-from llm_servers import QUESTION, TABLE
 
+from llm_servers import QUESTION, TABLE
 from tierswitch.testing import RecordedServer
 from tierswitch.testing.recorded_llm import pieces
 
