@@ -40,8 +40,9 @@ class TokenPrices:
         finite("cost.output_per_mtok", self.output_per_mtok, low=0.0)
 
     def cost(self, usage: Usage) -> float:
-        """``prompt_tokens x input price + completion_tokens x output price`` (prices are per 1e6 tokens)."""
-        return (usage.prompt_tokens * self.input_per_mtok + usage.completion_tokens * self.output_per_mtok) / 1e6
+        """``prompt_tokens x input price + completion_tokens x output price`` (prices are per 1e6 tokens; computed
+        as tokens x per-token price, the same float operations as the replay benchmark, so costs match it exactly)."""
+        return usage.prompt_tokens * (self.input_per_mtok / 1e6) + usage.completion_tokens * (self.output_per_mtok / 1e6)
 
 
 @dataclass(slots=True)
