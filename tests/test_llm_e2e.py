@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llm_servers import GPT4_PRICE, MIXTRAL_PRICE
 
+from llm_servers import GPT4_PRICE, MIXTRAL_PRICE
 from tierswitch.bench.spec import load_spec
 from tierswitch.bench.table import load_replay
 from tierswitch.policies import FormatCheck, VerifiedCascade
