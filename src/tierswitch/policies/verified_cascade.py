@@ -146,7 +146,7 @@ def signal_from_config(config: Any, field: str) -> Signal:
             fn = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
             raise ConfigError(f"{field}.function", f"cannot import {target!r}: {exc}") from exc
-        return Verifier(fn, name=str(config.get("name", attr)))
+        return Verifier(fn, name=str(config.get("name", attr)), source=target)
     if kind == "all_of":
         only_keys(config, field, {"kind", "signals"})
         children = config.get("signals")

@@ -77,11 +77,18 @@ class Verifier(Signal):
     verifier costs money (escalation), never a wrong accepted answer.
     """
 
-    def __init__(self, verify: Callable[[str, str], float], name: str = "verifier") -> None:
+    def __init__(self, verify: Callable[[str, str], float], name: str = "verifier",
+                 source: str | None = None) -> None:
         if not callable(verify):
             raise ConfigError("policy.signal.verify", f"must be callable, got {verify!r}")
         self.verify = verify
         self.name = name
+        self.source = source  # "package.module:function" when built from a config
+
+    def to_config(self) -> dict[str, Any]:
+        if self.source is None:
+            return super().to_config()
+        return {"kind": "verifier", "function": self.source, "name": self.name}
 
     def score(self, payload: Any, prediction: Prediction) -> float | None:
         try:
