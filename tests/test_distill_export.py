@@ -39,3 +39,30 @@ def test_full_tier_answers_export_as_chat_jsonl(tmp_path):
     assert lines[0]["metadata"]["tier"] == "gpt4"
     assert export_jsonl(on_disk, out, metadata=False, limit=2) == 2
     assert set(json.loads(out.read_text().splitlines()[0])) == {"messages"}
+
+
+def test_closed_label_llm_teacher_feeds_the_student_like_a_classifier():
+    from tierswitch.distill.buffer import MemoryBuffer
+    from tierswitch.distill.feed import DistillFeeder
+    from tierswitch.policies import Cascade
+    from tierswitch.testing import LatencyModel, RecordedRow, RecordedTable, build_app
+    from tierswitch.tiers import CallableTier
+    from tierswitch.tiers.openai import OpenAITier
+
+    labels = ["card_lost", "refund", "balance"]
+    rows = [RecordedRow("I lost my card yesterday", {"teacher": "card_lost"}, {"teacher": True}),
+            RecordedRow("where is my refund?", {"teacher": "The intent is: refund."}, {"teacher": True}),
+            RecordedRow("how much money do I have", {"teacher": "Balance"}, {"teacher": True})]
+    with RecordedServer(build_app(RecordedTable(rows), {"teacher": LatencyModel(scale=0)})) as server:
+        teacher = OpenAITier("teacher", server.base_url, "teacher", labels=labels, params={"temperature": 0})
+        student = CallableTier("student", lambda x: ("refund", [0.4, 0.3, 0.3]))
+        router = Router([student, teacher], policy=Cascade({"student": 0.9}))
+        buffer = MemoryBuffer(100)
+        feeder = DistillFeeder(buffer, classes=labels).attach(router).start()
+        outs = [router(r.prompt) for r in rows]
+        assert [o.output for o in outs] == labels and all(o.tier == "teacher" for o in outs)
+        assert feeder.flush()
+        feeder.stop()
+    taken = buffer.take(10)
+    assert sorted(s.label for s in taken.samples) == [0, 1, 2]
+    assert {s.raw for s in taken.samples} == {r.prompt for r in rows}
