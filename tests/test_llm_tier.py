@@ -261,3 +261,26 @@ def test_prices():
     assert GPT4_PRICE.cost(Usage(1_000_000, 0)) == pytest.approx(24.7)
     with pytest.raises(ConfigError, match="cost.output_per_mtok"):
         TokenPrices(1.0, math.nan)
+
+
+def test_example_llm_config_builds_openai_tiers(server, monkeypatch):
+    from pathlib import Path
+
+    import yaml
+
+    from tierswitch.router import Router
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples/configs/llm.yaml").read_text())
+    for section in config["tiers"].values():
+        section["base_url"] = server.base_url
+    monkeypatch.setenv("BASE_API_KEY", "k1")
+    monkeypatch.setenv("FULL_API_KEY", "k2")
+    router = Router.from_config(config, {})
+    assert all(isinstance(t, OpenAITier) for t in router.tiers.values())
+    out = router(QUESTION)
+    model = router.tiers[out.tier].model
+    assert out.output == TABLE.get(QUESTION).answers[model] and out.cost > 0
+    config["tiers"]["base"]["cost"] = {"input_per_mtok": "cheap"}
+    with pytest.raises(ConfigError) as info:
+        Router.from_config(config, {})
+    assert info.value.field == "tiers.base.cost.input_per_mtok"
