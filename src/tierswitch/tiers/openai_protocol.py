@@ -42,7 +42,8 @@ class TokenPrices:
     def cost(self, usage: Usage) -> float:
         """``prompt_tokens x input price + completion_tokens x output price`` (prices are per 1e6 tokens; computed
         as tokens x per-token price, the same float operations as the replay benchmark, so costs match it exactly)."""
-        return usage.prompt_tokens * (self.input_per_mtok / 1e6) + usage.completion_tokens * (self.output_per_mtok / 1e6)
+        per_in, per_out = self.input_per_mtok / 1e6, self.output_per_mtok / 1e6
+        return usage.prompt_tokens * per_in + usage.completion_tokens * per_out
 
 
 @dataclass(slots=True)
