@@ -79,7 +79,8 @@ class ServerProcess:
         self.stop()
 
 
-async def run(scale: float, rounds: int, concurrency: int, in_process: bool = False) -> dict[str, Any]:
+async def run(scale: float, rounds: int, concurrency: int, in_process: bool = False, order: str = "bare-first",
+              with_router: bool = True) -> dict[str, Any]:
     table = load_gsm8k()
     prompts = [r.prompt for r in table.rows[:concurrency]]
     server: Any = RecordedServer.gsm8k(["mixtral"], scale=scale) if in_process else ServerProcess(scale)
@@ -97,6 +98,10 @@ async def run(scale: float, rounds: int, concurrency: int, in_process: bool = Fa
 
             variants: dict[str, Callable[[str], Awaitable[Any]]] = {
                 "bare": bare, "tier": tier.apredict_one, "router": router.acall}
+            if order == "reversed":
+                variants = {"tier": tier.apredict_one, "bare": bare, "router": router.acall}
+            if not with_router:
+                del variants["router"]
             for fn in variants.values():  # warm-up: connection pools, first-use imports
                 await timed(fn, prompts)
             walls: dict[str, list[float]] = {k: [] for k in variants}
@@ -125,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--in-process", action="store_true", help="server thread in this process (shares the GIL)")
+    parser.add_argument("--order", choices=["bare-first", "reversed"], default="bare-first")
+    parser.add_argument("--no-router", action="store_true", help="only bare vs tier")
     args = parser.parse_args(argv)
-    result = asyncio.run(run(args.scale, args.rounds, args.concurrency, args.in_process))
+    result = asyncio.run(run(args.scale, args.rounds, args.concurrency, args.in_process, args.order,
+                             not args.no_router))
     print(json.dumps(result, indent=2))
     return 0
 
