@@ -231,6 +231,19 @@ class Cache(ABC):
                 stored += 1
         return stored
 
+    # -- async surface (interim: the sync calls; the cache package gives each backend its native async path) ----
+    async def alookup(self, digest: str, tiers: Sequence[tuple[str, str]]) -> Prediction | None:
+        return self.lookup(digest, tiers)
+
+    async def aget_many(self, keys: Sequence[CacheKey]) -> list[Prediction | None]:
+        return self.get_many(keys)
+
+    async def aset(self, digest: str, prediction: Prediction, *, checked: bool = False) -> bool:
+        return self.set(digest, prediction, checked=checked)
+
+    async def aset_many(self, items: Sequence[tuple[str, Prediction]], *, checked: bool = False) -> int:
+        return self.set_many(items, checked=checked)
+
     def delete(self, tier: str, version: str, digest: str) -> None:
         try:
             self._delete([(tier, version, digest)])

@@ -82,6 +82,7 @@ class RedisSingleFlight(SingleFlight):
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
+        since: int | None = None,
     ) -> Outcome:
         async def across() -> Outcome:
             return await self._aacross(key, compute, recheck)

@@ -154,11 +154,14 @@ class SingleFlight:
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
+        since: int | None = None,
     ) -> Outcome:
         """Like ``ado``, and say whether this caller computed, waited or found the value by rechecking."""
         while True:
             flight, leader = self._join(key)
             if leader:
+                if since is not None and since == self.completed:
+                    recheck = None
                 return await self._alead(key, compute, recheck)
             # shield: cancelling this waiter must not cancel the shared flight
             assert flight is not None

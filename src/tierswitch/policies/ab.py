@@ -20,7 +20,7 @@ import math
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
@@ -59,7 +59,7 @@ class ArmStats:
                 "agreement_with_full": _wilson(*self.agree), "quality": _mean_ci(*self.quality)}
 
 
-def _mean_ci(n: int, total: float, squares: float) -> dict[str, Any]:
+def _mean_ci(n: float, total: float, squares: float) -> dict[str, Any]:
     if n == 0:
         return {"n": 0, "mean": None, "low": None, "high": None, "se": None}
     mean = total / n
@@ -176,8 +176,8 @@ class ABTest(Policy):
         """A quality label (in [0, 1]) for a served request, counted for its arm and forwarded to it."""
         if (reward is None) == (quality is None):  # checked before counting: the arm would refuse both at once
             raise ValueError("feedback: pass exactly one of quality= or reward=")
-        value = quality if quality is not None else reward
-        if not math.isfinite(value):  # type: ignore[arg-type]
+        value = cast(float, quality if quality is not None else reward)  # exactly one is given: checked above
+        if not math.isfinite(value):
             raise ValueError(f"feedback: the value must be finite, got {value!r}")
         with self._lock:
             arm = self._arm_of.get(request_id)
@@ -193,7 +193,7 @@ class ABTest(Policy):
         """Per-arm cost, agreement with the full tier and quality feedback (95% intervals), and b - a."""
         with self._lock:
             arms = {name: stats.summary() for name, stats in self._stats.items()}
-        difference = {}
+        difference: dict[str, dict[str, float] | None] = {}
         for metric in ("cost", "agreement_with_full", "quality"):
             a, b = arms["a"][metric], arms["b"][metric]
             if a["mean"] is None or b["mean"] is None:

@@ -33,7 +33,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from tierswitch.policies import budget_config
 from tierswitch.policies.base import Policy
@@ -106,11 +106,13 @@ class BudgetController(Policy):
 
     def _refill(self) -> float:
         now = self.clock()
-        if self._bucket is None:
-            self._bucket, self._bucket_t = self.burst / 2, now  # start half full: room to spend and to save
-        self._bucket = min(self.burst, self._bucket + (now - self._bucket_t) * self.value)
+        burst = cast(float, self.burst)  # set for cost_rate, the only target with a bucket (budget_config)
+        bucket = self._bucket
+        if bucket is None:
+            bucket, self._bucket_t = burst / 2, now  # start half full: room to spend and to save
+        self._bucket = bucket = min(burst, bucket + (now - self._bucket_t) * self.value)
         self._bucket_t = now
-        return self._bucket
+        return bucket
 
     def _error(self) -> float:
         """Distance below target over the trailing window, in share-of-requests units (positive: room to spend)."""
@@ -120,12 +122,14 @@ class BudgetController(Policy):
             # into share of the controlled path by how much more often that path is slower than T
             if not len(self._latency):
                 return 0.0
-            lower, full = self._path_latency
-            slope = lower.cdf(self.value) - full.cdf(self.value) if len(lower) and len(full) else 1.0
+            lower, controlled = self._path_latency
+            slope = (lower.cdf(self.value) - controlled.cdf(self.value)
+                     if len(lower) and len(controlled) else 1.0)
             return (0.05 - (1.0 - self._latency.cdf(self.value))) / max(slope, 0.05)
         costs = self._path_costs()
         if self.target == "cost_rate":
-            return 0.0 if costs is None else (self._refill() - self.burst / 2) / ((costs[1] - costs[0]) * self.window)
+            burst = cast(float, self.burst)
+            return 0.0 if costs is None else (self._refill() - burst / 2) / ((costs[1] - costs[0]) * self.window)
         if not n:
             return 0.0
         if self.target == "full_share":
@@ -226,8 +230,7 @@ class BudgetController(Policy):
                 alpha = 2.0 / (min(self.window, 200) + 1)
                 self._path_cost[path] = cost if previous is None else previous + alpha * (cost - previous)
             if self.target == "cost_rate":
-                self._refill()
-                self._bucket = max(-self.burst, self._bucket - cost)
+                self._bucket = max(-cast(float, self.burst), self._refill() - cost)
             self._integral = max(-1.0, min(1.0, self._integral + self.integral_gain * self._error()))
 
     def status(self) -> dict[str, Any]:

@@ -181,8 +181,8 @@ class RedisCounters:
         for field, value in (("counters.name", name), ("counters.namespace", namespace)):
             if not isinstance(value, str) or not value or any(c.isspace() for c in value):
                 raise ConfigError(field, f"must be a non-empty string without spaces, got {value!r}")
-        for field, value in (("counters.window_s", window_s), ("counters.bucket_s", bucket_s)):
-            finite(field, value, low=0.0, strict=True)  # an infinite window has no number of buckets
+        for field, seconds in (("counters.window_s", window_s), ("counters.bucket_s", bucket_s)):
+            finite(field, seconds, low=0.0, strict=True)  # an infinite window has no number of buckets
         finite("counters.refresh_s", refresh_s, low=0.0)  # NaN would never flush; 0 flushes on every request
         if window_s < bucket_s:
             raise ConfigError("counters.window_s", f"must be >= bucket_s ({bucket_s}), got {window_s}")

@@ -20,11 +20,13 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from tierswitch.errors import ConfigError
 
 __all__ = ["CallPool"]
+
+T = TypeVar("T")
 
 
 class CallPool:
@@ -61,9 +63,9 @@ class CallPool:
         with self._cond:
             return self._running + len(self._queue)
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any] | None:
+    def submit(self, fn: Callable[[], T]) -> Future[T] | None:
         """Queue ``fn()`` and return its future, or None when ``max_queue`` calls already wait."""
-        future: Future[Any] = Future()
+        future: Future[T] = Future()
         with self._cond:
             waiting = len(self._queue)
             if waiting >= self.max_queue:  # a future cancelled by its holder (not by give_up) holds no place either

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -298,6 +298,10 @@ class Tier:
     def predict_one(self, x: Any, length: int = 0) -> Prediction:
         """Predict one item; adapters with a cheaper single-item path override this."""
         return self.predict([x], [length])[0]
+
+    def astream(self, x: Any, length: int = 0) -> AsyncIterator[str | Prediction]:
+        """Text deltas, then one complete ``Prediction`` (streaming tiers, ``streams = True``, override this)."""
+        raise TierFailure(self.name, "this tier does not stream (streams is False); call apredict_one instead")
 
     def describe(self) -> dict[str, Any]:
         """A plain summary for logs and reports."""

@@ -77,10 +77,10 @@ class CallableTier(Tier):
         version = self._version
         started = time.perf_counter()
         try:
-            result = self.fn(x)
+            raw = as_raw(self.fn(x))
         except TierFailure:
             raise
         except Exception as exc:
             raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
         elapsed = time.perf_counter() - started
-        return make_prediction(as_raw(result), self.name, version, self.cost_model.cost(length), elapsed)
+        return make_prediction(raw, self.name, version, self.cost_model.cost(length), elapsed)
