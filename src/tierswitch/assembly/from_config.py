@@ -10,7 +10,7 @@ from tierswitch.config import cache_from_config, estimator_from_config, load_con
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
 from tierswitch.tiers.callable import CallableTier
-from tierswitch.tiers.openai_config import openai_tier
+from tierswitch.tiers.openai_factory import openai_tier
 from tierswitch.validation import number, only_keys, positive, rebased, section
 
 if TYPE_CHECKING:

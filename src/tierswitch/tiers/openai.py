@@ -31,7 +31,9 @@ from tierswitch.errors import (
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier, make_prediction
 from tierswitch.tiers.chat import approx_tokens_of, conversation_text, normalize
 from tierswitch.tiers.llm_confidence import check_reduction, reduce_logprobs
+from tierswitch.tiers.openai_config import openai_kwargs
 from tierswitch.tiers.openai_protocol import Completion, StreamState, TokenPrices, error_for, parse_completion
+from tierswitch.tiers.openai_stream import stream_completion
 from tierswitch.types import Prediction, Usage
 from tierswitch.validation import finite, positive, rebased
 
@@ -296,8 +298,6 @@ class OpenAITier(Tier):
         A stream cut before ``[DONE]`` raises ``UpstreamProtocolError`` and yields no ``Prediction``; 429/5xx
         before the first byte are retried like ``predict``.
         """
-        from tierswitch.tiers.openai_stream import stream_completion
-
         messages, body = self._body(x, stream=True)
         version = self._serving_version()
         started = time.perf_counter()
@@ -349,8 +349,6 @@ class OpenAITier(Tier):
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any], field: str | None = None) -> OpenAITier:
         """Build from a plain mapping (a config file's ``tiers.NAME`` section); errors name ``tiers.NAME.KEY``."""
-        from tierswitch.tiers.openai_config import openai_kwargs
-
         field = field or f"tiers.{name}"
         kwargs = openai_kwargs(config, field)
         try:
