@@ -276,7 +276,17 @@ class OpenAITier(Tier):
         return self._raw(messages, parse_completion(self.name, self.url, await self._apost(body)))
 
     async def _apredict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
-        return list(await asyncio.gather(*(self._acall(x) for x in batch)))
+        if len(batch) <= self.max_connections:
+            return list(await asyncio.gather(*(self._acall(x) for x in batch)))
+        # more items than pooled connections: at most max_connections in flight (a long queue of waiters inside the
+        # connection pool costs far more than this semaphore)
+        gate = asyncio.Semaphore(self.max_connections)
+
+        async def one(x: Any) -> RawOutput:
+            async with gate:
+                return await self._acall(x)
+
+        return list(await asyncio.gather(*(one(x) for x in batch)))
 
     # -- validation before the template, so bad input is the caller's error (not a tier failure to fall back on)
 
