@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -44,6 +44,7 @@ class GatewayMetrics:
     """The gateway's instruments in their own registry; ``render()`` is the ``/metrics`` body."""
 
     def __init__(self, reload_state: Callable[[], tuple[int, bool]]) -> None:
+        disable_created_metrics()  # no *_created series: they double the exposition for nothing we use
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("tierswitch_gateway_requests", "requests answered",
                                 ["endpoint", "status", "route", "tier", "cached"], registry=self.registry)
