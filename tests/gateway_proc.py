@@ -74,7 +74,7 @@ class Proc:
 def gateway(config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None, workers: int = 1,
             name: str = "router.yaml") -> Proc:
     path = tmp / name
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return Proc([PY, "-m", "tierswitch.serve", str(path), "--port", "{port}", "--workers", str(workers)], env)
 
 

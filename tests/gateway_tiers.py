@@ -76,3 +76,17 @@ async def upstream_stream(payload: Any) -> AsyncIterator[str]:
             delta = json.loads(line[6:])["choices"][0]["delta"].get("content")
             if delta:
                 yield delta
+
+
+async def slow_stream(payload: Any) -> AsyncIterator[str]:
+    """200 words, one every 50 ms; writes ``$GW_MARK_DIR/stream-closed`` when the stream is closed early."""
+    sent = 0
+    try:
+        for i in range(200):
+            await asyncio.sleep(0.05)
+            sent += 1
+            yield f"w{i} "
+    finally:
+        if sent < 200 and os.environ.get("GW_MARK_DIR"):
+            with open(os.path.join(os.environ["GW_MARK_DIR"], "stream-closed"), "w") as f:
+                f.write(str(sent))
