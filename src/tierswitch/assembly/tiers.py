@@ -91,12 +91,11 @@ def _python_tier(name: str, config: Mapping[str, Any], field: str) -> Tier:
 
 def _openai_tier(name: str, config: Mapping[str, Any], field: str) -> Tier:
     try:
-        module = importlib.import_module("tierswitch.tiers.openai")
+        from tierswitch.tiers.openai_config import openai_tier
     except ImportError as exc:
         raise ConfigError(f"{field}.kind", f"kind 'openai' needs tierswitch.tiers.openai, not importable: {exc}") \
             from exc
-    options = {k: v for k, v in config.items() if k != "kind"}
-    tier: Tier = module.OpenAITier.from_config(name, options, field)
+    tier: Tier = openai_tier(name, config, field)
     return tier
 
 

@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +131,12 @@ class GatewayApp:
     # -- lifecycle ------------------------------------------------------------------------------------------
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        interval = self.gateway.current().settings.reload_interval_s
+        settings = self.gateway.current().settings
+        # router.acall runs the sync core in the loop's default executor: size it for the requests in flight (the
+        # default, min(32, cpus + 4), would cap a 2-core gateway at 6 concurrent upstream calls)
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(settings.threads, thread_name_prefix="tierswitch-gateway"))
+        interval = settings.reload_interval_s
         if interval > 0:
             self.gateway.reloading.watch(interval)
         if self.handle_signals:

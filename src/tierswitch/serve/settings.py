@@ -12,6 +12,7 @@
         router-strict: {policy: {kind: cascade, thresholds: {base: 0.95}}}
       reload_interval_s: 2.0                    # watch the config file (0: never)
       drain_timeout_s: 30                       # SIGTERM: finish in-flight requests for up to this long
+      threads: 64                               # the event loop's executor, where the router's sync core runs
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class GatewaySettings:
     routes: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # variant name -> policy config
     reload_interval_s: float = 2.0
     drain_timeout_s: float = 30.0
+    threads: int = 64
 
     def limits_for(self, key_name: str) -> KeyLimits:
         return self.key_limits.get(key_name, self.limits)
@@ -111,7 +113,9 @@ def _keys(config: Any, field: str) -> dict[str, str]:
 def parse_gateway(config: Any, tier_names: list[str], field: str = "gateway") -> GatewaySettings:
     """Validate the ``gateway`` section (None or absent: defaults, no auth)."""
     config = section({} if config is None else config, field)
-    only_keys(config, field, {"auth", "limits", "routes", "reload_interval_s", "drain_timeout_s"})
+    only_keys(config, field, {"auth", "limits", "routes", "reload_interval_s", "drain_timeout_s", "threads"})
+    threads = config.get("threads", 64)
+    positive(f"{field}.threads", threads, integer=True)
     keys = _keys(config["auth"], f"{field}.auth") if "auth" in config else {}
     limits_config = section(config.get("limits", {}), f"{field}.limits")
     only_keys(limits_config, f"{field}.limits", {"max_body_bytes", "timeout_s", "rate", "budget", "keys"})
@@ -141,5 +145,5 @@ def parse_gateway(config: Any, tier_names: list[str], field: str = "gateway") ->
     return GatewaySettings(
         keys=keys, auth=bool(keys), max_body_bytes=max_body, timeout_s=timeout_s, limits=base, key_limits=key_limits,
         routes=routes, reload_interval_s=number(config, "reload_interval_s", field, 2.0, 0.0),
-        drain_timeout_s=number(config, "drain_timeout_s", field, 30.0, 0.0),
+        drain_timeout_s=number(config, "drain_timeout_s", field, 30.0, 0.0), threads=threads,
     )
