@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import yaml
-
 from tests.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-
 from tests.gateway_proc import gateway
+
 from tierswitch.serve.settings import hash_key
 
 KEYS = {"main": "sk-main-123", "ratey": "sk-rate-456", "budgety": "sk-budget-789"}

@@ -12,7 +12,6 @@ import httpx
 import openai
 import pytest
 import yaml
-
 from tests.gateway_proc import gateway, upstream
 
 

@@ -8,13 +8,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
-
 from tests.gateway_proc import Proc, gateway, upstream
 from tests.redis_server import RedisServer
+
 from tierswitch.serve.settings import hash_key
 
 pytestmark = pytest.mark.slow
