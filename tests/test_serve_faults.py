@@ -117,3 +117,20 @@ def test_sigterm_drains_in_flight_and_refuses_new(tmp_path: Path) -> None:
         gw.proc.wait(timeout=15)  # and then the process exits on its own
     finally:
         gw.stop()
+
+
+@pytest.mark.slow
+def test_two_workers_each_build_their_router_and_stop_on_sigterm(tmp_path: Path) -> None:
+    config = {"tiers": {"base": {"kind": "python", "function": "tests.gateway_tiers:base"}},
+              "policy": {"kind": "fixed", "tier": "base"}, "gateway": {"reload_interval_s": 0}}
+    with gateway(config, tmp_path, workers=2) as gw:
+        pids: set[int] = set()
+        for i in range(200):  # a fresh connection each time: the kernel spreads them over the workers
+            r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "base", "messages": user(f"w{i}")})
+            assert r.status_code == 200
+            pids.add(httpx.get(gw.url + "/healthz").json()["pid"])
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2 and gw.proc is not None and gw.proc.pid not in pids
+        gw.signal(signal.SIGTERM)
+        gw.proc.wait(timeout=20)

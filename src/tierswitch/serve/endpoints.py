@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -153,7 +154,8 @@ def routes(gw: GatewayApp) -> list[tuple[str, str, str, Any, bool]]:
         reloading = gw.gateway.reloading
         error = reloading.last_error
         return JSONResponse({"status": "draining" if gw.draining else "ok", "reloads": reloading.reloads,
-                             "config_error": None if error is None else str(error), "inflight": gw.inflight})
+                             "config_error": None if error is None else str(error), "inflight": gw.inflight,
+                             "pid": os.getpid()})
 
     async def readyz(request: Request, call: Call, snap: Snapshot) -> Response:
         problems = await asyncio.get_running_loop().run_in_executor(None, _unready, snap)
