@@ -46,10 +46,13 @@ async def load(url: str, model: str, n: int, concurrency: int, tag: str) -> tupl
                 try:
                     r = await client.post("/v1/chat/completions", json=body)
                     ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    kind = str(r.status_code)
+                except httpx.HTTPError as exc:
+                    ok, kind = False, type(exc).__name__
                 latencies.append(time.perf_counter() - started)
-                errors += not ok
+                if not ok:
+                    errors += 1
+                    print(f"error on {tag} {i}: {kind}", file=sys.stderr)
 
         started = time.perf_counter()
         await asyncio.gather(*[worker() for _ in range(concurrency)])

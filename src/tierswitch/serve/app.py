@@ -74,6 +74,7 @@ class Call:
         out = {"x-tierswitch-request-id": self.request_id}
         if self.tier:
             out["x-tierswitch-tier"] = self.tier
+        if self.tier and not self.stream:  # a stream's cost is known at its end: see its last chunk
             out["x-tierswitch-cost"] = repr(self.cost)
             out["x-tierswitch-cached"] = "true" if self.cached else "false"
         if self.route:

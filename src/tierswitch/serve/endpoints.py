@@ -180,6 +180,15 @@ def _unready(snap: Snapshot) -> list[str]:
         except Exception as exc:
             problems.append(f"cache: {exc}")
     for name, tier in snap.router.tiers.items():
+        tier = getattr(tier, "inner", tier)  # under a reliability guard
+        base_url = getattr(tier, "base_url", None)
+        if isinstance(base_url, str):  # an HTTP endpoint: any HTTP answer means it is reachable
+            import httpx
+
+            try:
+                httpx.get(base_url + "/models", timeout=1.0)
+            except httpx.HTTPError as exc:
+                problems.append(f"tier {name}: {base_url} unreachable ({type(exc).__name__})")
         ready = getattr(tier, "ready", None)
         if callable(ready):
             try:

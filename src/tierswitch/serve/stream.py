@@ -26,6 +26,8 @@ async def stream_answer(router: Router, payload: Any, pinned: str | None, **meta
             yield item
         return
     tier = router.tiers.get(pinned) if pinned is not None else None
+    if tier is not None and not getattr(tier, "streams", False):
+        tier = getattr(tier, "inner", tier)  # a reliability guard around a streaming tier: stream the tier itself
     if tier is not None and getattr(tier, "streams", False):
         started = time.perf_counter()
         final: Prediction | None = None
