@@ -90,3 +90,18 @@ async def slow_stream(payload: Any) -> AsyncIterator[str]:
         if sent < 200 and os.environ.get("GW_MARK_DIR"):
             with open(os.path.join(os.environ["GW_MARK_DIR"], "stream-closed"), "w") as f:
                 f.write(str(sent))
+
+
+_sync_client: httpx.Client | None = None
+
+
+def upstream_sync(payload: Any) -> str:
+    """``upstream`` with a blocking httpx client (runs in the router's executor thread, no event loop hop)."""
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = httpx.Client(base_url=os.environ["GW_UPSTREAM_URL"], timeout=30,
+                                    limits=httpx.Limits(max_connections=200, max_keepalive_connections=200))
+    body = {"model": "up", **(payload if isinstance(payload, dict) else {"messages": payload})}
+    response = _sync_client.post("/v1/chat/completions", json=body)
+    response.raise_for_status()
+    return str(response.json()["choices"][0]["message"]["content"])

@@ -60,8 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = str(Path(args.config).resolve())
     app = GatewayApp(path)  # validates the config here, so a bad one fails before any worker starts
     drain = app.gateway.current().settings.drain_timeout_s
+    # keep-alive longer than a load balancer's idle timeout (commonly 60 s), so the gateway never closes a pooled
+    # connection just as a client (or the balancer) sends on it (the client would see a reset, not a status)
     common = dict(host=args.host, port=args.port, lifespan="on", access_log=False, log_level="warning",
-                  timeout_graceful_shutdown=int(drain) + 5, server_header=False)
+                  timeout_graceful_shutdown=int(drain) + 5, server_header=False, timeout_keep_alive=75)
     if args.workers == 1:
         uvicorn.Server(uvicorn.Config(app, **common)).run()
         return 0
