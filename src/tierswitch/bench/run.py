@@ -39,15 +39,17 @@ def _scored_split(
 
 def _per_tier_split(
     data: ReplayData, split: Split, target: Target, seed: int, params: Mapping[str, Any], progress: bool,
+    chosen: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Fit the per-tier outcome model and the TF-IDF baseline on the training rows; measure both held out."""
     from tierswitch.estimator.outcome import TierOutcomeModel
 
     train, test = data.subset(split.train), data.subset(split.test)
     unit = unit_costs(train)
-    model = TierOutcomeModel(seed=seed, numeric=params.get("numeric", ()),
-                             categorical=params.get("categorical", ())).fit(train.inputs, train.outcomes,
-                                                                             train.tiers, progress=progress)
+    ridge = {k: [v] for k, v in (("alphas", chosen.get("alpha")), ("ngram_weights", chosen.get("ngram_weight")))
+             if v is not None}  # the banded fit's CV choice on the same training rows: not searched twice
+    model = TierOutcomeModel(seed=seed, numeric=params.get("numeric", ()), categorical=params.get("categorical", ()),
+                             ridge=ridge).fit(train.inputs, train.outcomes, train.tiers, progress=progress)
     assert model.oof_ is not None
     # the operating point: lam chosen on the training rows' out-of-fold probabilities only
     points = lambda_sweep(model.oof_, train, unit)
@@ -131,7 +133,7 @@ def run_replay(
                    "models": [{"split": split.describe(data.ids), "estimator": report, "cuts": list(cuts),
                                "target_met_on_train": met}]}
             if per_tier:
-                pt = _per_tier_split(data, split, target, seed, params, progress)
+                pt = _per_tier_split(data, split, target, seed, params, progress, report)
                 run["per_tier"] = {k: v for k, v in pt.items() if k not in ("P", "T", "assign")}
                 run["groups"] = {"banded": _groups(test, banded), "per_tier": _groups(test, pt["assign"])}
                 run["rows"] = [
