@@ -151,7 +151,7 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
                         help="banded: cuts over one learned score (threshold policy); per-tier: calibrated "
                              "P(right) per tier and lam for P - lam*cost (learned policy)")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
-                        help="per-tier: also tune once per seed and report the held-out spread (sample sd)")
+                        help="also tune once per seed and report the held-out spread (sample sd over seeds)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     try:
         args = parser.parse_args(list(sys.argv[2:] if argv is None else argv))
@@ -162,7 +162,7 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     if args.router == "per-tier":
         return _tune_per_tier(args, target, data, numeric)
     params = {**_params(args), **({"numeric": list(numeric)} if numeric else {})}
-    result = tune(data, target, seed=args.seed, test_size=args.test_size, params=params)
+    result = tune(data, target, seed=args.seed, test_size=args.test_size, params=params, train_rows=args.train_rows)
     path = write_config(result, args.out, args.model)
     s = result.summary()
     h = s["heldout"]
@@ -176,14 +176,41 @@ def tune_main(argv: Sequence[str] | None = None) -> int:
     if data.skipped:
         print(f"{len(data.skipped)} row(s) skipped for missing values, e.g. row {data.skipped[0].id}: "
               f"{data.skipped[0].reason}")
+    extra: dict[str, object] = {}
+    if args.seeds:
+        extra["seeds"] = _banded_seeds(data, target, args, params)
     if args.report:
         from tierswitch.bench.report import write_json
 
-        write_json({**s, "split": result.split.describe(data.ids)}, args.report)
+        write_json({**s, "split": result.split.describe(data.ids), **extra}, args.report)
     if not s["met_heldout"]:
         print("the target is not met on the held-out rows; see the figures above", file=sys.stderr)
         return 1
     return 0
+
+
+def _banded_seeds(data: object, target: object, args: argparse.Namespace, params: dict[str, object]) -> object:
+    """``tune --seeds`` for the banded router: one tune per seed, the held-out spread (sample sd over seeds)."""
+    import numpy as np
+
+    from tierswitch.bench.tune import tune
+
+    seeds = args.seeds
+    if not args.quiet and len(seeds) > 1:
+        from tqdm import tqdm
+
+        seeds = tqdm(seeds, desc="tune seeds", leave=False)
+    runs = [tune(data, target, seed=s, test_size=args.test_size, params=params,  # type: ignore[arg-type]
+                 train_rows=args.train_rows).summary() for s in seeds]
+    acc = np.array([r["heldout"]["accuracy_vs_full"] for r in runs], dtype=float)
+    red = np.array([r["heldout"]["cost_reduction"] for r in runs], dtype=float)
+    sd = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)  # noqa: E731
+    met = sum(bool(r["met_heldout"]) for r in runs)
+    print(f"over seeds {args.seeds}: {100 * acc.mean():.1f}% ± {100 * sd(acc):.1f}% of full accuracy, cost reduction "
+          f"{100 * red.mean():.1f}% ± {100 * sd(red):.1f}% (sample sd); target met held out in {met}/{len(runs)}")
+    return {"seeds": list(args.seeds), "accuracy_vs_full": {"mean": float(acc.mean()), "sd": sd(acc)},
+            "cost_reduction": {"mean": float(red.mean()), "sd": sd(red)}, "met_heldout": met,
+            "results": [r["heldout"] for r in runs]}
 
 
 def _tune_per_tier(args: argparse.Namespace, target: object, data: object, numeric: Sequence[str]) -> int:
@@ -203,7 +230,8 @@ def _tune_per_tier(args: argparse.Namespace, target: object, data: object, numer
           f"{h['cost']:.6g}, cost reduction {100 * h['cost_reduction']:.1f}%, shares {shares}")
     report: dict[str, object] = dict(s)
     if args.seeds:
-        spread = tune_per_tier_seeds(data, target, args.seeds, **kwargs)  # type: ignore[arg-type]
+        spread = tune_per_tier_seeds(data, target, args.seeds, progress=not args.quiet,  # type: ignore[arg-type]
+                                     **kwargs)
         a, c = spread["accuracy_vs_full"], spread["cost_reduction"]
         print(f"over seeds {args.seeds}: {100 * a['mean']:.1f}% ± {100 * a['sd']:.1f}% of full accuracy, cost "
               f"reduction {100 * c['mean']:.1f}% ± {100 * c['sd']:.1f}% (sample sd); target met held out in "

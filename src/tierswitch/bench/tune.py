@@ -102,10 +102,11 @@ class TuneResult:
 
 def tune(
     data: ReplayData, target: Target, *, seed: int = 0, test_size: float = 0.5, folds: int = 5,
-    params: Mapping[str, Any] | None = None, levels: int | None = None,
+    params: Mapping[str, Any] | None = None, levels: int | None = None, train_rows: int | None = None,
 ) -> TuneResult:
-    """Split ``data`` (seeded), fit on the train side, calibrate cuts for ``target``, measure them held out."""
-    split = holdout(len(data), test_size, seed)
+    """Split ``data`` (seeded; ``train_rows`` exact training rows, else ``test_size``), fit on the train side,
+    calibrate cuts for ``target``, measure them held out."""
+    split = holdout(len(data), test_size, seed, train_rows)
     train, test = data.subset(split.train), data.subset(split.test)
     estimator = fit_estimator(train, {"seed": seed, **dict(params or {})})
     cuts, train_point, met = calibrate_cuts(train, estimator, target, folds=folds, seed=seed, levels=levels,

@@ -77,7 +77,12 @@ def tune_per_tier(data: ReplayData, target: Target, *, seed: int = 0, test_size:
 
 def tune_per_tier_seeds(data: ReplayData, target: Target, seeds: Sequence[int], **kwargs: Any) -> dict[str, Any]:
     """``tune --seeds``: one tune per seed; the spread of the held-out figures (sample sd over seeds)."""
-    results = [tune_per_tier(data, target, seed=s, **kwargs) for s in seeds]
+    steps: Any = seeds
+    if kwargs.get("progress") and len(seeds) > 1:
+        from tqdm import tqdm
+
+        steps = tqdm(seeds, desc="tune seeds", leave=False)
+    results = [tune_per_tier(data, target, seed=s, **kwargs) for s in steps]
 
     def stat(values: list[float]) -> dict[str, float]:
         arr = np.asarray(values, dtype=np.float64)
