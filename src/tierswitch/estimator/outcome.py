@@ -89,14 +89,20 @@ class _Knn:
 
     def __init__(self, vectors: Any, outcomes: np.ndarray, k: int) -> None:
         self.vectors, self.outcomes, self.k = vectors, outcomes, k
+        self._csc: Any = None
 
     def predict(self, queries: Any) -> np.ndarray:
         return np.vstack([self._chunk(queries[i:i + 512]) for i in range(0, queries.shape[0], 512)]) \
             if queries.shape[0] else np.zeros((0, self.outcomes.shape[1]))
 
     def _chunk(self, queries: Any) -> np.ndarray:
-        sims = queries @ self.vectors.T
-        sims = np.asarray(sims.toarray() if hasattr(sims, "toarray") else sims, dtype=np.float64)
+        if hasattr(queries, "indices") and queries.shape[0] == 1:  # one request: only the columns it touches
+            if self._csc is None:
+                self._csc = self.vectors.tocsc()
+            sims = np.asarray(self._csc[:, queries.indices] @ queries.data, dtype=np.float64).reshape(1, -1)
+        else:
+            product = queries @ self.vectors.T
+            sims = np.asarray(product.toarray() if hasattr(product, "toarray") else product, dtype=np.float64)
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         weights = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0) + 1e-6
