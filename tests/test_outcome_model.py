@@ -162,3 +162,41 @@ def test_tune_per_tier_writes_a_config_the_router_loads_and_reproduces(gsm8k, tm
     assert np.mean([r.output for r in routed]) == pytest.approx(report["heldout"]["accuracy"])
     share = np.mean([r.tier == "mixtral" for r in routed])
     assert share == pytest.approx(report["heldout"]["shares"]["mixtral"]) and 0.1 < share < 0.9
+
+
+def test_split_and_group_columns_and_duplicates_follow_the_stated_rules(tmp_path):
+    import csv
+    import warnings
+
+    from tierswitch.bench.run import run_replay
+    from tierswitch.bench.spec import spec_from_dict
+
+    with open(ROOT / "benchmarks" / "data" / "banking77_3tier.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:300]
+    rows.append({**rows[0], "id": "dup", "small_correct": str(rows[0]["small_correct"] != "True")})
+    for i, r in enumerate(rows):
+        r["split"] = "train" if i < 200 else "test"
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    spec = spec_from_dict({"data": str(path), "input": "text", "id": "id", "group": "category", "split": "split",
+                           "tiers": [{"name": t, "outcome": f"{t}_correct", "cost": {"column": f"{t}_cost"}}
+                                     for t in ("small", "mid", "large")]})
+    with pytest.warns(UserWarning, match="1 row"):
+        data = load_replay(spec)
+    assert data.duplicates == 1 and len(data) == 301
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = run_replay(data, seeds=(0, 1))
+    assert report["mode"] == "predefined split column" and len(report["runs"]) == 1
+    split = report["runs"][0]["models"][0]["split"]
+    assert len(split["train_ids"]) == 200 and len(split["test_ids"]) == 101 and "dup" in split["test_ids"]
+    groups = report["runs"][0]["groups"]["per_tier"]
+    test_groups = {r["category"] for r in rows[200:]}
+    assert set(groups) == test_groups and sum(g["rows"] for g in groups.values()) == 101
+    assert {r["id"] for r in report["rows_primary"]} == set(split["test_ids"])
+    with pytest.warns(UserWarning, match="different outcomes"):
+        tiers = ReplayTier.from_replay(data)
+    assert tiers[0].records[tiers[0].key(rows[0]["text"])].outcome == 0.5  # the mean of the two copies
