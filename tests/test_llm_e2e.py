@@ -21,6 +21,7 @@ from tierswitch.tiers.openai import OpenAITier
 from tierswitch.types import Prediction
 
 ROOT = Path(__file__).resolve().parents[1]
+MAXC = 16  # pooled connections per tier: the servers share this process (and its GIL) with the client
 GSM8K_FORMAT = r"####\s*-?\$?[\d,]+(?:\.\d+)?\s*$"  # Mixtral's few-shot answer format ends "#### 18"
 
 
@@ -38,8 +39,9 @@ def servers():
 def build(servers):
     small, full = servers
     tiers = [OpenAITier("mixtral", small.base_url, "mixtral", cost=MIXTRAL_PRICE, params={"temperature": 0},
-                        confidence=None),
-             OpenAITier("gpt4", full.base_url, "gpt4", cost=GPT4_PRICE, params={"temperature": 0}, confidence=None)]
+                        confidence=None, max_connections=MAXC),
+             OpenAITier("gpt4", full.base_url, "gpt4", cost=GPT4_PRICE, params={"temperature": 0}, confidence=None,
+                        max_connections=MAXC)]
     policy = VerifiedCascade(FormatCheck(GSM8K_FORMAT, name="gsm8k_format"), {"mixtral": 0.5})
     router = Router(tiers, policy=policy, fallback=False)
     predictions: list[dict[str, Prediction]] = []
@@ -106,7 +108,7 @@ def test_gsm8k_over_the_async_path_reproduces_the_replay(replay, servers):
     router, policy, predictions = build(servers)
 
     async def main():
-        sem = asyncio.Semaphore(32)
+        sem = asyncio.Semaphore(MAXC)
 
         async def one(q):
             async with sem:
@@ -119,3 +121,32 @@ def test_gsm8k_over_the_async_path_reproduces_the_replay(replay, servers):
     assert [r.tier for r in routed] == ["gpt4" if e else "mixtral" for e in escalate]
     assert float(np.mean([replay.outcomes[i, replay.tiers.index(r.tier)] for i, r in enumerate(routed)])) == accuracy
     assert np.array_equal(np.array([r.cost for r in routed]), costs)
+
+
+@pytest.mark.slow
+def test_gsm8k_over_batch_and_abatch_reproduces_the_replay(replay, servers):
+    _, escalate, accuracy, costs = expected(replay)
+    tiers_expected = ["gpt4" if e else "mixtral" for e in escalate]
+    router, _, _ = build(servers)
+    routed = router.batch(replay.inputs)
+    assert [r.tier for r in routed] == tiers_expected and np.array_equal([r.cost for r in routed], costs)
+    router, _, _ = build(servers)
+    routed = asyncio.run(router.abatch(replay.inputs))
+    assert [r.tier for r in routed] == tiers_expected and np.array_equal([r.cost for r in routed], costs)
+    assert float(np.mean([replay.outcomes[i, replay.tiers.index(r.tier)] for i, r in enumerate(routed)])) == accuracy
+
+
+def test_streaming_through_the_router_matches_the_recorded_answers(replay, servers):
+    router, _, _ = build(servers)
+    table, escalate, _, costs = expected(replay)
+
+    async def main(q):
+        return [item async for item in router.astream(q)]
+
+    for i in range(0, 1307, 131):  # ten questions, some escalated
+        *deltas, final = asyncio.run(main(replay.inputs[i]))
+        assert final.tier == ("gpt4" if escalate[i] else "mixtral")
+        assert final.output == table.get(replay.inputs[i]).answers[final.tier]
+        assert final.cost == costs[i] and final.usage is not None
+        if deltas:
+            assert "".join(deltas) == final.output

@@ -148,3 +148,22 @@ def test_rejected_request_carries_the_server_message(servers):
     with pytest.raises(AllTiersFailed, match="no recorded answer for this prompt"):
         r("a question nobody recorded")
     serves(r)
+
+
+def test_truncated_stream_through_the_router_is_interrupted_and_not_cached(servers):
+    from tierswitch.errors import StreamInterrupted
+    from tierswitch.policies import Fixed
+
+    _, full = servers
+    r = Router([tier(full, "gpt4")], policy=Fixed("gpt4"))  # the answering call streams (nothing can refuse it)
+    full.faults.push("truncated")
+
+    async def main(q):
+        return [item async for item in r.astream(q)]
+
+    with pytest.raises(StreamInterrupted):
+        asyncio.run(main(QUESTION))
+    digest = r(TABLE.rows[5].prompt).digest  # keeps serving
+    assert digest
+    *deltas, final = asyncio.run(main(QUESTION))  # not cached: streamed again, whole this time
+    assert not final.cached and "".join(deltas) == final.output == ROW.answers[final.tier]

@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from tierswitch.testing.recorded_llm import DEFAULT_LATENCY, Faults, LatencyModel, build_app
+from tierswitch.testing.app import DEFAULT_LATENCY, Faults, LatencyModel, build_app
 from tierswitch.testing.table import RecordedTable, load_gsm8k
 
 __all__ = ["RecordedServer"]

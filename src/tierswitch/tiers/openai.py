@@ -31,7 +31,9 @@ from tierswitch.errors import (
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier, make_prediction
 from tierswitch.tiers.chat import approx_tokens_of, conversation_text, normalize
 from tierswitch.tiers.llm_confidence import check_reduction, reduce_logprobs
+from tierswitch.tiers.openai_config import openai_kwargs
 from tierswitch.tiers.openai_protocol import Completion, StreamState, TokenPrices, error_for, parse_completion
+from tierswitch.tiers.openai_stream import stream_completion
 from tierswitch.types import Prediction, Usage
 from tierswitch.validation import finite, positive, rebased
 
@@ -274,7 +276,17 @@ class OpenAITier(Tier):
         return self._raw(messages, parse_completion(self.name, self.url, await self._apost(body)))
 
     async def _apredict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
-        return list(await asyncio.gather(*(self._acall(x) for x in batch)))
+        if len(batch) <= self.max_connections:
+            return list(await asyncio.gather(*(self._acall(x) for x in batch)))
+        # more items than pooled connections: at most max_connections in flight (a long queue of waiters inside the
+        # connection pool costs far more than this semaphore)
+        gate = asyncio.Semaphore(self.max_connections)
+
+        async def one(x: Any) -> RawOutput:
+            async with gate:
+                return await self._acall(x)
+
+        return list(await asyncio.gather(*(one(x) for x in batch)))
 
     # -- validation before the template, so bad input is the caller's error (not a tier failure to fall back on)
 
@@ -296,8 +308,6 @@ class OpenAITier(Tier):
         A stream cut before ``[DONE]`` raises ``UpstreamProtocolError`` and yields no ``Prediction``; 429/5xx
         before the first byte are retried like ``predict``.
         """
-        from tierswitch.tiers.openai_stream import stream_completion
-
         messages, body = self._body(x, stream=True)
         version = self._serving_version()
         started = time.perf_counter()
@@ -349,8 +359,6 @@ class OpenAITier(Tier):
     @classmethod
     def from_config(cls, name: str, config: Mapping[str, Any], field: str | None = None) -> OpenAITier:
         """Build from a plain mapping (a config file's ``tiers.NAME`` section); errors name ``tiers.NAME.KEY``."""
-        from tierswitch.tiers.openai_config import openai_kwargs
-
         field = field or f"tiers.{name}"
         kwargs = openai_kwargs(config, field)
         try:

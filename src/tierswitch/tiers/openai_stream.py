@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 import httpx
 
 from tierswitch.errors import TierFailure, TransientTierError, UpstreamProtocolError
 from tierswitch.tiers.openai_protocol import StreamState, error_for
 
-if TYPE_CHECKING:
-    from tierswitch.tiers.openai import OpenAITier
-
-__all__ = ["stream_completion"]
+__all__ = ["StreamHost", "stream_completion"]
 
 
-async def stream_completion(tier: OpenAITier, body: dict[str, Any], state: StreamState) -> AsyncIterator[str]:
+class StreamHost(Protocol):
+    """What the stream needs of its tier (``OpenAITier``): name, URL, client, error mapping and retry rules."""
+
+    name: str
+    url: str
+    _asleep: Callable[[float], Awaitable[None]]
+
+    def _async_client(self) -> httpx.AsyncClient: ...
+
+    def _transport_error(self, exc: Exception) -> Exception: ...
+
+    def _retry_delay(self, error: TransientTierError, attempt: int) -> float | None: ...
+
+
+async def stream_completion(tier: StreamHost, body: dict[str, Any], state: StreamState) -> AsyncIterator[str]:
     """Yield the text deltas of one streamed completion into ``state`` (``state.finish()`` gives the whole answer).
 
     Retries 429/5xx/connection failures before the first byte; once deltas flowed, a dropped connection or a
