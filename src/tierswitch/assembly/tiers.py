@@ -91,7 +91,7 @@ def _python_tier(name: str, config: Mapping[str, Any], field: str) -> Tier:
 
 def _openai_tier(name: str, config: Mapping[str, Any], field: str) -> Tier:
     try:
-        from tierswitch.tiers.openai_config import openai_tier
+        from tierswitch.tiers.openai_factory import openai_tier
     except ImportError as exc:
         raise ConfigError(f"{field}.kind", f"kind 'openai' needs tierswitch.tiers.openai, not importable: {exc}") \
             from exc

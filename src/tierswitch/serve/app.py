@@ -133,8 +133,8 @@ class GatewayApp:
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         settings = self.gateway.current().settings
-        # router.acall runs the sync core in the loop's default executor: size it for the requests in flight (the
-        # default, min(32, cpus + 4), would cap a 2-core gateway at 6 concurrent upstream calls)
+        # the loop's default executor (readiness checks, and any sync work the router hands to the loop's default
+        # executor): the default, min(32, cpus + 4), would cap a 2-core gateway at 6 such calls in flight
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(settings.threads, thread_name_prefix="tierswitch-gateway"))
         interval = settings.reload_interval_s

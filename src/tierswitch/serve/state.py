@@ -23,11 +23,9 @@ from tierswitch.assembly.tiers import split_tiers
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.config import cache_from_config, policy_from_config
 from tierswitch.errors import ConfigError
-from tierswitch.estimator.complexity import ComplexityEstimator
 from tierswitch.policies.fixed import Fixed
 from tierswitch.router import Router
 from tierswitch.serve.limits import MemoryLimiter, RedisLimiter
-from tierswitch.serve.payload import ChatPayloads
 from tierswitch.serve.settings import AUTO, GatewaySettings, parse_gateway
 from tierswitch.validation import rebased, section
 
@@ -98,11 +96,10 @@ class Gateway:
             cache = cache_from_config(rest["cache"]) if "cache" in rest else MemoryCache()
         rest.pop("cache", None)
         router = router_from_config(rest, tiers, cache=cache, single_flight=_flight(cache), **overrides)
-        router.estimator = ChatPayloads(router.estimator)
         routes: dict[str, Router] = {AUTO: router}
         pinned: dict[str, str] = {}
         for name, tier in router.tiers.items():  # the router's own tier objects (reliability guards included)
-            routes[name] = Router([tier], Fixed(name), estimator=ChatPayloads(ComplexityEstimator()), cache=cache,
+            routes[name] = Router([tier], Fixed(name), cache=cache,
                                   single_flight=_flight(cache), fallback=False,
                                   max_input_bytes=router.max_input_bytes, max_batch=router.max_batch)
             pinned[name] = name

@@ -31,7 +31,7 @@ async def stream_answer(router: Router, payload: Any, pinned: str | None, **meta
     if tier is not None and getattr(tier, "streams", False):
         started = time.perf_counter()
         final: Prediction | None = None
-        tier_stream: Any = tier.astream  # type: ignore[attr-defined]  # streaming tiers have it (Tier.streams)
+        tier_stream: Any = tier.astream  # streaming tiers have it (Tier.streams)
         async for item in tier_stream(payload):
             if isinstance(item, str):
                 yield item
