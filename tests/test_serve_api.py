@@ -229,3 +229,7 @@ def test_client_disconnect_non_streaming(gw) -> None:
         assert time.monotonic() < deadline, "the gateway kept the request after its client left"
         time.sleep(0.02)
     assert '"status":499' in gw.output()
+    marker = Path(gw.tmp) / "slow-cancelled"
+    while "bye" not in (marker.read_text() if marker.exists() else ""):  # the tier call itself was cancelled
+        assert time.monotonic() < deadline + 1, "the upstream call was not cancelled"
+        time.sleep(0.02)
