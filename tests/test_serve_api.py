@@ -133,6 +133,7 @@ def test_metrics_health_ready(gw) -> None:
     text = httpx.get(gw.url + "/metrics").text
     assert 'tierswitch_gateway_requests_total{cached="false",endpoint="chat"' in text
     assert "tierswitch_gateway_request_seconds_bucket" in text and "tierswitch_gateway_config_reloads_total 1.0" in text
+    assert 'tierswitch_escalations_by_tier_total{from_tier="base",router="auto",to_tier="full"}' in text  # RouterMetrics
 
 
 CHAT = "/v1/chat/completions"

@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from tierswitch.serve.auth import ANONYMOUS, identify
 from tierswitch.serve.errors import ApiError, api_error_of
 from tierswitch.serve.observe import GatewayMetrics, access_log, log
-from tierswitch.serve.state import Gateway, Snapshot
+from tierswitch.serve.state import Gateway, ServingRouter, Snapshot
 from tierswitch.types import Routed
 
 __all__ = ["Call", "ClientGone", "GatewayApp", "create_app"]
@@ -112,6 +112,9 @@ class GatewayApp:
         self.gateway = Gateway(path)
         self.gateway.current()
         self.metrics = GatewayMetrics(self._reload_state)
+        from tierswitch.metrics import RouterMetrics  # the router's own metrics, in the gateway's registry
+
+        RouterMetrics(ServingRouter(self.gateway), self.metrics.registry, name="auto")
         self.inflight = 0
         self.draining = False
         self.handle_signals = handle_signals
