@@ -14,7 +14,8 @@ do about it. Third-party errors are mapped at the boundary with ``raise ... from
     │   ├── NonFiniteOutput          NaN/inf in an output, probabilities or confidence
     │   ├── TierTimeout              the tier did not answer in time
     │   ├── CircuitOpen              the tier's circuit breaker is open (tierswitch.reliability.errors)
-    │   └── TierSaturated            the tier's bounded call queue is full (tierswitch.reliability.errors)
+    │   ├── TierSaturated            the tier's bounded call queue is full (tierswitch.reliability.errors)
+    │   └── StreamInterrupted        a streamed answer broke off after part of it was sent
     ├── AllTiersFailed               every tier the policy allowed failed; carries each failure
     ├── ConfigError                  a config value is wrong; names the field (also a ValueError)
     ├── NotFittedError               a learned component used before ``fit`` (also a RuntimeError)
@@ -38,6 +39,7 @@ __all__ = [
     "InputTooLarge",
     "InvalidInput",
     "NoCapableTier",
+    "StreamInterrupted",
     "NonFiniteInput",
     "NonFiniteOutput",
     "NotFittedError",
@@ -91,6 +93,11 @@ class NonFiniteOutput(TierFailure):
 
 class TierTimeout(TierFailure):
     """A tier did not answer within its timeout."""
+
+
+class StreamInterrupted(TierFailure):
+    """A streamed answer broke off after some of it was sent: nothing is cached, and no fallback can take over
+    (the client already has part of the text). Retry the request."""
 
 
 class AllTiersFailed(TierswitchError):

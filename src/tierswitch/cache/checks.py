@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tierswitch.tiers.base import nonfinite_output as _output_rule  # the output rule's one seam (see check_output)
+from tierswitch.outputs import nonfinite_output as _output_rule  # the one output rule (ground floor)
 from tierswitch.types import Prediction
 
 __all__ = ["PROBS_TOLERANCE", "check_output", "problem"]
