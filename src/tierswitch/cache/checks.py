@@ -43,8 +43,9 @@ def problem(prediction: Prediction) -> str | None:
 
 
 def _plainly_fine(p: Prediction) -> bool:
-    """True only for values ``check_output`` accepts: a finite sum means every element is finite (inf + x is inf,
-    inf - inf and NaN + x are NaN), and elements >= 0 summing to 1 + slack are each <= 1 + slack."""
+    """True only for values ``check_output`` accepts: the largest element is at most 1 + slack (a NaN is found
+    first by argmax and fails it), so the sum is finite exactly when every element is; then a sum within the slack
+    of 1 and a smallest element >= 0 are the rule's own bounds."""
     confidence = p.confidence
     if confidence is not None and not (type(confidence) is float and 0.0 <= confidence <= 1.0):
         return False
@@ -53,6 +54,8 @@ def _plainly_fine(p: Prediction) -> bool:
         if probs.dtype != _F8 or probs.ndim != 1:
             return False
         if probs.size:
+            if not probs[probs.argmax()] <= 1.0 + _SLACK:  # argmax finds a NaN first; no overflow in the sum below
+                return False
             total = float(_sum(probs))
             if not (abs(total - 1.0) <= _SLACK and probs[probs.argmin()] >= 0.0):  # NaN fails both
                 return False
