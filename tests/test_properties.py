@@ -145,8 +145,8 @@ def _envelope(output, p, confidence, cost) -> bytes | None:
         return encode(Prediction(output, "base", "1", fcost, 0.0, arr, conf), time.time())
     except TierswitchError:
         return None
-    except UnicodeEncodeError:  # FOUND, reported: cache/codec.encode raises this raw for a lone-surrogate str (the
-        return None             # cache helper's file); the decode side is what this property is about
+    except UnicodeEncodeError:  # cache/codec.encode raises this raw for a lone-surrogate str (reported); the router
+        return None             # never gets there (the output rule refuses such text), and decoding is the point here
 
 
 @pytest.fixture
@@ -184,9 +184,6 @@ def test_any_stored_envelope_never_breaks_a_request(redis_cache, parts, junk):
     _route_poisoned(redis_cache, parts, junk, check_served=False)
 
 
-@pytest.mark.xfail(reason="read-side checks on cache values are issue 14 item 13, the cache helper's branch: a "
-                          "well-formed envelope holding NaN is still served on main; drop this mark when it lands",
-                   strict=False)
 @SOME
 @given(parts=envelope_parts, junk=st.binary(max_size=64))
 def test_a_stored_value_is_served_only_when_it_passes_the_output_rule(redis_cache, parts, junk):

@@ -189,7 +189,7 @@ def cache_from_config(config: Any, field: str = "cache") -> Any:
     if kind == "memory":
         from tierswitch.cache.memory import MemoryCache
 
-        only_keys(options, field, {"max_entries", "ttl_s"})
+        only_keys(options, field, {"max_entries", "max_bytes", "ttl_s"})
         return MemoryCache(**options)
     if kind == "redis":
         from tierswitch.cache.redis import RedisCache
@@ -299,5 +299,6 @@ register_policy("budget", "tierswitch.policies.budget:from_config")
 register_policy("learned", _learned)
 register_policy("bandit", "tierswitch.policies.bandit:from_config")
 register_policy("ab", _ab)
+register_policy("verified_cascade", "tierswitch.policies.verified_cascade:from_config")
 register_estimator("complexity", _complexity)
 register_estimator("learned", "tierswitch.estimator.learned:from_config")

@@ -10,6 +10,7 @@ from tierswitch.config import cache_from_config, estimator_from_config, load_con
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
 from tierswitch.tiers.callable import CallableTier
+from tierswitch.tiers.openai_factory import openai_tier
 from tierswitch.validation import check_bounds, describe, number, only_keys, positive, rebased, section
 
 if TYPE_CHECKING:
@@ -51,6 +52,10 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
     return {"cost": model, "capabilities": capabilities, "version": str(version), "batched": batched}
 
 
+def _is_openai(config: Any) -> bool:
+    return isinstance(config, Mapping) and config.get("kind") == "openai"
+
+
 Change = tuple[Tier, str, Any]  # (tier given in code, attribute, value from the config)
 
 
@@ -63,7 +68,7 @@ def _tiers(
     declared = section(config.get("tiers", {}), "tiers")
     if isinstance(tiers, Mapping):
         order = list(declared) if declared else list(tiers)
-        missing = [n for n in order if n not in tiers]
+        missing = [n for n in order if n not in tiers and not _is_openai(declared.get(n))]
         if missing:
             raise ConfigError(f"tiers.{missing[0]}", f"is declared but no tier or function was given for it; "
                                                       f"given: {sorted(tiers)}")
@@ -72,6 +77,9 @@ def _tiers(
             raise ConfigError("tiers", f"{extra} given in code but not declared; declare them cheapest first")
         built: list[Tier] = []
         for name in order:
+            if _is_openai(declared.get(name)):  # kind: openai (tierswitch.tiers.openai_config)
+                built.append(openai_tier(name, declared[name], f"tiers.{name}", tiers.get(name)))
+                continue
             target = tiers[name]
             if isinstance(target, Tier):
                 built.append(target)
@@ -85,6 +93,8 @@ def _tiers(
     by_name = {t.name: t for t in tier_list}
     changes: list[Change] = []
     for name, settings_config in declared.items():
+        if _is_openai(settings_config) and isinstance(tiers, Mapping):
+            continue  # built from its own section above
         if name not in by_name:
             raise ConfigError(f"tiers.{name}", f"unknown tier; the tiers given are {sorted(by_name)}")
         settings = tier_settings(settings_config, f"tiers.{name}")
