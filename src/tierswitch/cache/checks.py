@@ -24,7 +24,7 @@ from tierswitch.types import Prediction
 
 __all__ = ["problem"]
 
-_SLACK = PROB_SUM_TOLERANCE + 1e-9  # as in outputs.check_probs
+_SLACK = PROB_SUM_TOLERANCE  # the rule adds a rounding epsilon on top: borderline values go to the rule
 _sum = np.add.reduce
 _F8 = np.dtype(np.float64)
 
