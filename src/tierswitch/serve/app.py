@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 from tierswitch.serve.auth import ANONYMOUS, identify
 from tierswitch.serve.errors import ApiError, api_error_of
 from tierswitch.serve.observe import GatewayMetrics, access_log, log
-from tierswitch.serve.state import Gateway, Snapshot
+from tierswitch.serve.state import Gateway, ServingRouter, Snapshot
 from tierswitch.types import Routed
 
 __all__ = ["Call", "ClientGone", "GatewayApp", "create_app"]
@@ -112,6 +112,9 @@ class GatewayApp:
         self.gateway = Gateway(path)
         self.gateway.current()
         self.metrics = GatewayMetrics(self._reload_state)
+        from tierswitch.metrics import RouterMetrics  # the router's own metrics, in the gateway's registry
+
+        RouterMetrics(ServingRouter(self.gateway), self.metrics.registry, name="auto")
         self.inflight = 0
         self.draining = False
         self.handle_signals = handle_signals
@@ -133,8 +136,8 @@ class GatewayApp:
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         settings = self.gateway.current().settings
-        # router.acall runs the sync core in the loop's default executor: size it for the requests in flight (the
-        # default, min(32, cpus + 4), would cap a 2-core gateway at 6 concurrent upstream calls)
+        # the loop's default executor (readiness checks, and any sync work the router hands to the loop's default
+        # executor): the default, min(32, cpus + 4), would cap a 2-core gateway at 6 such calls in flight
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(settings.threads, thread_name_prefix="tierswitch-gateway"))
         interval = settings.reload_interval_s
