@@ -204,7 +204,10 @@ def _banded_seeds(data: object, target: object, args: argparse.Namespace, params
                  train_rows=args.train_rows).summary() for s in seeds]
     acc = np.array([r["heldout"]["accuracy_vs_full"] for r in runs], dtype=float)
     red = np.array([r["heldout"]["cost_reduction"] for r in runs], dtype=float)
-    sd = (lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0)  # noqa: E731
+
+    def sd(a: np.ndarray) -> float:
+        return float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
     met = sum(bool(r["met_heldout"]) for r in runs)
     print(f"over seeds {args.seeds}: {100 * acc.mean():.1f}% ± {100 * sd(acc):.1f}% of full accuracy, cost reduction "
           f"{100 * red.mean():.1f}% ± {100 * sd(red):.1f}% (sample sd); target met held out in {met}/{len(runs)}")

@@ -39,15 +39,16 @@ def _scored_split(
 
 def _per_tier_split(
     data: ReplayData, split: Split, target: Target, seed: int, params: Mapping[str, Any], progress: bool,
-    chosen: Mapping[str, Any],
+    ridge_choice: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Fit the per-tier outcome model and the TF-IDF baseline on the training rows; measure both held out."""
     from tierswitch.estimator.outcome import TierOutcomeModel
 
     train, test = data.subset(split.train), data.subset(split.test)
     unit = unit_costs(train)
-    ridge = {k: [v] for k, v in (("alphas", chosen.get("alpha")), ("ngram_weights", chosen.get("ngram_weight")))
-             if v is not None}  # the banded fit's CV choice on the same training rows: not searched twice
+    # the banded fit's CV choice on the same training rows: not searched twice
+    ridge = {k: [v] for k, v in (("alphas", ridge_choice.get("alpha")),
+                                 ("ngram_weights", ridge_choice.get("ngram_weight"))) if v is not None}
     model = TierOutcomeModel(seed=seed, numeric=params.get("numeric", ()), categorical=params.get("categorical", ()),
                              ridge=ridge).fit(train.inputs, train.outcomes, train.tiers, progress=progress)
     assert model.oof_ is not None

@@ -68,8 +68,13 @@ class ReplayData:
     def subset(self, rows: np.ndarray) -> ReplayData:
         """The rows at positions ``rows`` (for train/test splits)."""
         rows = np.asarray(rows, dtype=np.int64)
-        pick = (lambda a: None if a is None else a[rows])  # noqa: E731
-        take = (lambda a: None if a is None else [a[i] for i in rows])  # noqa: E731
+
+        def pick(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[rows]
+
+        def take(a: list[str] | None) -> list[str] | None:
+            return None if a is None else [a[i] for i in rows]
+
         return ReplayData(self.tiers, [self.ids[i] for i in rows], [self.inputs[i] for i in rows],
                           self.outcomes[rows], self.costs[rows], pick(self.latencies), pick(self.confidences),
                           [], 0, self.source, take(self.groups), take(self.splits))

@@ -134,7 +134,7 @@ class LearnedEstimator(Estimator):
         for c in cols:
             if c is not None:
                 ngram += state["bucket_w"][:, c]
-        return state["bias"] + state["dense_w"] @ np.asarray(dense) + ngram * scale
+        return np.asarray(state["bias"] + state["dense_w"] @ np.asarray(dense) + ngram * scale)
 
     def score_text_row(self, x: Any) -> float:
         """The score of one input (the hot path: a regex pass, one C-level dict lookup per n-gram, a dot product)."""
