@@ -167,3 +167,19 @@ def test_truncated_stream_through_the_router_is_interrupted_and_not_cached(serve
     assert digest
     *deltas, final = asyncio.run(main(QUESTION))  # not cached: streamed again, whole this time
     assert not final.cached and "".join(deltas) == final.output == ROW.answers[final.tier]
+
+
+def test_sampled_answers_are_not_cached_unless_configured(servers):
+    small, _ = servers
+    q = TABLE.rows[7].prompt
+    sampled = {"messages": [{"role": "user", "content": q}], "temperature": 0.7}
+    r = router(servers)
+    before = small.requests
+    r(sampled)
+    assert not r(sampled).cached and small.requests - before == 2
+    seeded = {**sampled, "seed": 1}
+    r(seeded)
+    assert r(seeded).cached
+    r2 = router(servers, cache_sampled=True)
+    r2(sampled)
+    assert r2(sampled).cached
