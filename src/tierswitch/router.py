@@ -121,6 +121,8 @@ class Router:
         self.request_ids: Iterator[int] = itertools.count(1)
         self.capable_by_modality: dict[str, tuple[tuple[str, ...], int]] = {}
         self.accepted_steps = {name: TraceStep("accept", name) for name in names}  # immutable, shared
+        # tiers whose answers are always cacheable (the base rule): admission skips asking them per request
+        self.always_cacheable = frozenset(t.name for t in tiers if type(t).cacheable is Tier.cacheable)
         self._sync = SyncShell(self)
         self._async = AsyncShell(self)
         self._executor: ThreadPoolExecutor | None = None

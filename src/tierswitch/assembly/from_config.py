@@ -11,7 +11,7 @@ from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
 from tierswitch.tiers.callable import CallableTier
 from tierswitch.tiers.openai_factory import openai_tier
-from tierswitch.validation import number, only_keys, positive, rebased, section
+from tierswitch.validation import check_bounds, describe, number, only_keys, positive, rebased, section
 
 if TYPE_CHECKING:
     from tierswitch.router import Router
@@ -34,7 +34,7 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
         model = CostModel(number(config, "cost", field, 0.0, 0.0))
     modalities = config.get("modalities")
     if modalities is not None and (not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)):
-        raise ConfigError(f"{field}.modalities", f"must be a list of modality names, got {modalities!r}")
+        raise ConfigError(f"{field}.modalities", f"must be a list of modality names, got {describe(modalities)}")
     max_length = config.get("max_length")
     if max_length is not None:
         positive(f"{field}.max_length", max_length, integer=True)
@@ -44,10 +44,11 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
         raise rebased(exc, "capabilities", field) from exc
     version = config.get("version", "1")
     if isinstance(version, bool) or not isinstance(version, (str, int)) or not str(version) or ":" in str(version):
-        raise ConfigError(f"{field}.version", f"must be a non-empty string or integer without ':', got {version!r}")
+        raise ConfigError(f"{field}.version", f"must be a non-empty string or integer without ':', got "
+                                              f"{describe(version)}")
     batched = config.get("batched", False)
     if not isinstance(batched, bool):
-        raise ConfigError(f"{field}.batched", f"must be true or false, got {batched!r}")
+        raise ConfigError(f"{field}.batched", f"must be true or false, got {describe(batched)}")
     return {"cost": model, "capabilities": capabilities, "version": str(version), "batched": batched}
 
 
@@ -112,7 +113,8 @@ def router_from_config(
     """A router from ``config`` (a path or a dict) over ``tiers``; keyword ``overrides`` go to ``Router``."""
     from tierswitch.router import Router
 
-    data = load_config(config) if isinstance(config, (str, Path)) else section(config, "config")
+    # a dict is bounded like a file (values, depth) before any validator looks at it
+    data = load_config(config) if isinstance(config, (str, Path)) else check_bounds(section(config, "config"), "config")
     only_keys(data, "config", {"tiers", "policy", "estimator", "cache", "router", "reliability"})
     if "policy" not in data:
         raise ConfigError("policy", "is required, e.g. {kind: cascade, thresholds: {base: 0.8}}")

@@ -8,7 +8,7 @@ np.ndarray`` (the student's own preprocessing) into a serving ``TorchTier``.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,7 @@ from torch import nn
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel
 from tierswitch.tiers.torch import TorchTier
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["StudentInput", "StudentSpec", "StudentTier", "batch_inputs", "build_student", "student_tier"]
 
@@ -38,9 +38,14 @@ class StudentSpec:
     classes: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(self.hidden))
-        if self.classes is not None:
-            object.__setattr__(self, "classes", tuple(self.classes))
+        for name in ("hidden", "classes"):  # a bare int or string would raise a raw TypeError (or split a label)
+            value = getattr(self, name)
+            if value is None and name == "classes":
+                continue
+            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+                example = "[32] for one hidden layer of 32" if name == "hidden" else '["neg", "pos"]'
+                raise ConfigError(f"student.{name}", f"must be a list, e.g. {example}; got {describe(value)}")
+            object.__setattr__(self, name, tuple(value))
         for name, value in (("input_dim", self.input_dim), ("n_classes", self.n_classes)):
             positive(f"student.{name}", value, integer=True)
         if self.n_classes < 2:

@@ -12,6 +12,7 @@ import numpy as np
 
 from tierswitch.errors import EmptyInput, UnsupportedInput
 from tierswitch.types import MODALITIES, Features
+from tierswitch.validation import describe
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -161,7 +162,7 @@ def extract_features(x: Any, modality: str | None = None) -> Features:
     if modality is None:
         modality = detect_modality(x)
     elif modality not in MODALITIES:
-        raise UnsupportedInput(f"unknown modality {modality!r}; allowed: {list(MODALITIES)}")
+        raise UnsupportedInput(f"unknown modality {describe(modality)}; allowed: {list(MODALITIES)}")
     features = Features(modality, 0)
     parts: Sequence[tuple[str, Any]]
     if isinstance(x, Mapping) and "messages" not in x:

@@ -21,8 +21,8 @@ capacity, on an injected clock; the controlled tier is refused while the bucket 
 from each path's latency distribution). The router must call :meth:`observe` for every request: register it as a
 decision hook (``router.add_hook(controller.observe)``). Counters may be shared by a fleet through ``RedisCounters``.
 
-This module is the control law and the policy; checking its parameters and the ``budget`` config kind live in
-``tierswitch.policies.budget_config``.
+This module is the control law, the policy and the ``budget`` config kind (``from_config``/``to_config``); checking
+its parameters lives in ``tierswitch.policies.budget_config``.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
-from tierswitch.policies import budget_config
+from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
-from tierswitch.policies.budget_config import TARGETS, check_settings, from_config
-from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile
+from tierswitch.policies.budget_config import FIELDS, TARGETS, check_settings
+from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile, counters_from_config
 from tierswitch.types import Decision, DecisionRecord, RoutingContext
+from tierswitch.validation import describe, only_keys, rebased, section
 
-# TARGETS and from_config (the registry's factory for the budget kind) are re-exported from budget_config
-__all__ = ["TARGETS", "BudgetController", "from_config"]
+__all__ = ["TARGETS", "BudgetController", "from_config", "to_config"]
 
 
 class BudgetController(Policy):
@@ -254,7 +254,7 @@ class BudgetController(Policy):
         return set(self.tiers)
 
     def to_config(self) -> dict[str, Any]:
-        return budget_config.to_config(self)
+        return to_config(self)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], field: str = "policy") -> BudgetController:
@@ -264,3 +264,39 @@ class BudgetController(Policy):
     def __repr__(self) -> str:
         return f"BudgetController({self.target}={self.value:g}, tiers={list(self.tiers)})"
 
+
+def to_config(controller: BudgetController) -> dict[str, Any]:
+    """``controller``'s parameters as a ``budget`` policy config (what ``from_config`` reads back)."""
+    config: dict[str, Any] = {
+        "kind": "budget", "target": controller.target, "value": controller.value, "tiers": list(controller.tiers),
+        "window": controller.window, "score_window": controller.score_window, "gain": controller.gain,
+        "integral_gain": controller.integral_gain, "lower_split": list(controller.lower_split),
+        "min_samples": controller.min_samples, "seed": controller.seed,
+    }
+    if controller.burst is not None:
+        config["burst"] = controller.burst
+    counters = controller.counters.to_config()
+    if counters is not None:
+        config["counters"] = counters
+    return config
+
+
+def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetController:
+    """The ``budget`` policy kind: ``{"kind": "budget", "target": "full_share", "value": 0.3, "tiers": [...],
+    "window": 1000, ..., "counters": {"kind": "redis", "name": ..., "url": ...}}``. Unknown keys are refused;
+    every error names ``field`` plus the key at fault."""
+
+    config = section(config, field)
+    only_keys(config, field, FIELDS | {"kind"})
+    for name in ("target", "value"):
+        if name not in config:
+            raise ConfigError(f"{field}.{name}", f"is required for a budget policy (targets: {list(TARGETS)})")
+    kwargs = {k: v for k, v in config.items() if k not in ("kind", "target", "value", "counters")}
+    tiers = kwargs.get("tiers", [])
+    if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
+        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {describe(tiers)}")
+    try:
+        counters = counters_from_config(config.get("counters"))
+        return BudgetController(config["target"], config["value"], counters=counters, **kwargs)
+    except ConfigError as exc:
+        raise rebased(exc, "policy", field) from exc

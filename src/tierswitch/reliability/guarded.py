@@ -33,7 +33,7 @@ from tierswitch.reliability.pool import CallPool
 from tierswitch.reliability.retry import Backoff, RetryOn, transient_predicate
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier
 from tierswitch.types import Prediction
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["Guarded", "guard_all"]
 
@@ -73,7 +73,7 @@ class Guarded(Tier):
         if timeout_s is not None:  # finite: an infinite deadline overflows the thread wait (use None: no timeout)
             finite(f"tiers.{tier.name}.timeout_s", timeout_s, low=0.0, strict=True)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {retries!r}")
+            raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {describe(retries)}")
         self.inner = tier
         self.name = tier.name
         # apredict_one is native here (asyncio timeouts; a sync inner tier runs on the guard's own pool), so the

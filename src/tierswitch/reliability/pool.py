@@ -23,6 +23,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from tierswitch.errors import ConfigError
+from tierswitch.validation import describe
 
 __all__ = ["CallPool"]
 
@@ -35,7 +36,7 @@ class CallPool:
     def __init__(self, workers: int = 8, max_queue: int = 256, *, name: str = "tierswitch-call") -> None:
         for field, value, low in (("workers", workers, 1), ("max_queue", max_queue, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(field, f"must be an integer >= {low}, got {value!r}")
+                raise ConfigError(field, f"must be an integer >= {low}, got {describe(value)}")
         self.workers = workers
         self.max_queue = max_queue
         self.name = name

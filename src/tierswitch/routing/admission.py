@@ -38,7 +38,8 @@ def admit(state: RoutingState, x: Any, modality: str | None) -> Admitted:
             "add a tier that does, raise a max_length, or pass modality= if detection was wrong"
         )
     tiers = state.tiers
-    keys = tuple((n, tiers[n].version) for n in reversed(capable) if tiers[n].cacheable(x))
+    keys = tuple([(n, tiers[n].version) for n in reversed(capable)
+                  if n in state.always_cacheable or tiers[n].cacheable(x)])
     return Admitted(request, features, capable, keys)
 
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from tierswitch.errors import AllTiersFailed, InputTooLarge, InvalidInput, NoCapableTier, TierFailure, TierswitchError
+from tierswitch.errors import AllTiersFailed, InvalidInput, NoCapableTier, TierFailure, TierswitchError
 from tierswitch.estimator.base import uncertainty_of
 from tierswitch.routing.admission import Admitted, admit
 from tierswitch.routing.effects import Call, CallGroup, GetMany, Parallel, Steps, StoreMany
@@ -25,8 +25,9 @@ from tierswitch.routing.hooks import emit
 from tierswitch.routing.miss import CACHE_MISS, context, decide, next_after_failure
 from tierswitch.routing.state import RoutingState
 from tierswitch.types import Decision, Prediction, Routed, RoutingContext, TraceStep
+from tierswitch.validation import batch_inputs
 
-__all__ = ["batch_items", "route_batch"]
+__all__ = ["route_batch"]
 
 
 class _Pending:
@@ -49,27 +50,11 @@ class _Pending:
         self.error: AllTiersFailed | None = None
 
 
-def batch_items(xs: Any, max_batch: int) -> list[Any]:
-    """``xs`` as a list of inputs; a named error for what cannot be a batch (None, a bare string, a scalar) or
-    is over ``max_batch``. Generators and other iterables are consumed up to ``max_batch + 1`` items."""
-    if isinstance(xs, (str, bytes)):
-        raise InvalidInput(f"router.batch takes a sequence of inputs, got a bare {type(xs).__name__}; "
-                           "wrap one input in a list, or call router(x)")
-    if isinstance(xs, dict) or not hasattr(xs, "__iter__"):
-        raise InvalidInput(f"router.batch takes a sequence of inputs (a list or tuple), got {type(xs).__name__}")
-    items: list[Any] = []
-    for x in xs:
-        items.append(x)
-        if len(items) > max_batch:
-            raise InputTooLarge(f"batch is over max_batch={max_batch} inputs; split it")
-    return items
-
-
 def route_batch(state: RoutingState, xs: Sequence[Any], modality: str | None,
                 return_exceptions: bool = False) -> Steps[list[Any]]:
     """The steps of ``router.batch(xs)``; results come back in input order."""
     started = time.perf_counter()
-    items = batch_items(xs, state.max_batch)
+    items = batch_inputs(xs, state.max_batch)
     results: list[Any] = [None] * len(items)
     admitted: list[Admitted | None] = []
     for i, x in enumerate(items):

@@ -104,6 +104,8 @@ class Call(Effect):
         try:
             if tier.is_async:
                 return await tier.apredict_one(self.payload, self.length)
+            if tier.inline:
+                return tier.predict_one(self.payload, self.length)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(shell.state.executor(), tier.predict_one, self.payload, self.length)
         except TierFailure as failure:
@@ -131,6 +133,8 @@ class CallGroup(Effect):
         try:
             if tier.is_async:
                 return await tier.apredict(self.payloads, self.lengths)
+            if tier.inline:
+                return tier.predict(self.payloads, self.lengths)
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(shell.state.executor(), tier.predict, self.payloads, self.lengths)
         except TierFailure as failure:

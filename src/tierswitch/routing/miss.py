@@ -107,7 +107,7 @@ def route_miss(state: RoutingState, admitted: Admitted, meta: Any, started: floa
         escalations += 1
         tier = nxt
     cost = sum([p.cost for p in ctx.predictions.values()])  # every call this request made, probe included
-    if state.cache is not None and any(name == tier for name, _ in admitted.cache_keys):
+    if state.cache is not None and (tier in state.always_cacheable or any(n == tier for n, _ in admitted.cache_keys)):
         yield Store(ctx.request.digest, prediction)
     routed = Routed(
         prediction.output, tier, cost, time.perf_counter() - started, False, ctx.score, tuple(trace),

@@ -48,6 +48,7 @@ class RoutingState(Protocol):
     request_ids: Iterator[int]
     capable_by_modality: dict[str, tuple[tuple[str, ...], int]]
     accepted_steps: dict[str, TraceStep]
+    always_cacheable: frozenset[str]
 
     def executor(self) -> ThreadPoolExecutor:
         """The bounded pool that runs sync tiers for the async core."""
