@@ -183,3 +183,16 @@ def test_sampled_answers_are_not_cached_unless_configured(servers):
     r2 = router(servers, cache_sampled=True)
     r2(sampled)
     assert r2(sampled).cached
+
+
+def test_a_bad_item_in_a_batch_fails_alone(servers):
+    r = router(servers)
+    good = TABLE.rows[3].prompt
+    for bad in ([{"role": "robot", "content": "x"}], [{"content": [{"type": "video"}]}],
+                {"messages": [{"role": "user", "content": good}], "temperature": float("nan")}):
+        before = sum(s.requests for s in servers)
+        out = r.batch([good, bad], return_exceptions=True)
+        assert out[0].output == TABLE.get(good).answers[out[0].tier] and isinstance(out[1], InvalidInput)
+        out = asyncio.run(r.abatch([good, bad], return_exceptions=True))
+        assert isinstance(out[1], InvalidInput)
+        assert sum(s.requests for s in servers) - before <= 2  # only the good one went upstream (once, then cached)

@@ -178,6 +178,7 @@ def test_connection_errors_and_timeouts_name_tier_and_url(server):
 @pytest.mark.parametrize("payload, field", [
     ([], "messages"),
     ([{"role": "user"}], "messages[0].content"),
+    ([{"content": [{"type": "video"}]}], "messages[0].content[0].type"),
     ([{"role": "robot", "content": "x"}], "messages[0].role"),
     ([{"role": "user", "content": [{"type": "text", "text": 3}]}], "messages[0].content[0].text"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "messages[0].content[0].image_url.url"),

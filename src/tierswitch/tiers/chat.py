@@ -58,7 +58,7 @@ def _message(i: int, message: Any) -> None:
     if not isinstance(message, Mapping):
         raise InvalidMessages(field, f"must be a dict like {{'role': 'user', 'content': '...'}}, got "
                                      f"{type(message).__name__}", i)
-    role = message.get("role")
+    role = message.get("role", "user")  # a turn without a role is a user turn (as the router's conversations)
     if role not in ROLES:
         raise InvalidMessages(f"{field}.role", f"must be one of {sorted(ROLES)}, got {role!r}", i)
     content = message.get("content")
@@ -88,7 +88,7 @@ def validate_messages(messages: Any) -> list[dict[str, Any]]:
         raise InvalidMessages("messages", "is empty; send at least one {'role': 'user', 'content': '...'} turn")
     for i, message in enumerate(messages):
         _message(i, message)
-    return [dict(m) for m in messages]
+    return [dict(m) if "role" in m else {"role": "user", **m} for m in messages]
 
 
 def _params(body: Mapping[str, Any]) -> dict[str, Any]:
