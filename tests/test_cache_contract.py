@@ -24,7 +24,7 @@ def cache_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Cache
     made: list[RedisCache] = []
 
     def make() -> Cache:
-        cache = RedisCache(url, namespace=prefix)
+        cache = RedisCache(url, namespace=prefix, socket_timeout_s=5)  # a slow reply on a loaded box is no miss
         made.append(cache)
         return wrap(cache)
 

@@ -35,7 +35,7 @@ from tierswitch.types import Prediction, Usage
 
 @pytest.fixture
 def rcache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
-    c = RedisCache(redis_url, namespace=redis_prefix)
+    c = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5)
     yield c
     c.close()
 
@@ -325,3 +325,27 @@ def test_a_refused_connection_still_needs_the_threshold(redis_prefix: str) -> No
 
 def test_redis_errors_are_client_errors_not_ours() -> None:
     assert issubclass(redis.TimeoutError, redis.RedisError)  # what the mapping relies on
+
+
+def test_a_stalled_redis_costs_a_routed_acall_one_socket_timeout(stalled: tuple[RedisServer, RedisCache]) -> None:
+    import asyncio
+
+    _, cache = stalled
+
+    async def full(x: str) -> str:
+        return f"answer:{x}"
+
+    router = Router([CallableTier("full", full)], Fixed("full"), cache=cache, single_flight=RedisSingleFlight(cache))
+
+    async def main() -> tuple[Any, float]:
+        started = time.perf_counter()
+        try:
+            out = await router.acall("an async question")  # alookup, lock, aset through redis.asyncio
+        finally:
+            await cache.aclose()
+        return out, time.perf_counter() - started
+
+    out, wall = asyncio.run(main())
+    assert out.output == "answer:an async question" and not out.cached
+    assert TIMEOUT_S * 0.9 < wall < TIMEOUT_S * 1.6, f"{wall:.3f}s for one acall; socket timeout {TIMEOUT_S}s"
+    assert cache.breaker.trips == 1

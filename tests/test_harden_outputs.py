@@ -43,6 +43,22 @@ def test_nonfinite_outputs_anywhere_are_refused_and_never_cached(output):
     assert len(cache) == 0
 
 
+@pytest.mark.parametrize("output", ["caf\udce9", ["ok", "caf\udce9"], {"caf\udce9": 1}])
+def test_text_that_is_not_valid_unicode_is_refused_and_never_breaks_a_redis_cached_request(output, redis_url,
+                                                                                           redis_prefix):
+    from tierswitch.cache.redis import RedisCache
+
+    with pytest.raises(TierFailure, match="not valid Unicode"):
+        make_prediction(RawOutput(output), "base", "1", 1.0, 0.0)
+    cache = RedisCache(redis_url, namespace=redis_prefix, ttl_s=60)
+    try:
+        router = Router([CallableTier("base", lambda x: output, cost=1.0),
+                         CallableTier("full", lambda x: "full", cost=2.0)], Fixed("base"), cache=cache)
+        assert router("q").tier == "full"  # before: a raw UnicodeEncodeError from the cache's codec failed it
+    finally:
+        cache.close()
+
+
 def test_a_too_deep_output_is_a_tier_failure():
     deep: list = [1.0]
     for _ in range(40):
@@ -56,6 +72,8 @@ def test_a_too_deep_output_is_a_tier_failure():
     ([1e300, 0.0], None, "sum to 1"),
     ([-0.2, 1.2], None, "in \\[0, 1\\]"),
     ([0.5, 0.2], None, "sum to 1"),
+    ([0.33, 0.33, 0.33], None, "sum to 1"),  # off by 0.01: over the 0.001 the cache also applies
+    ([[0.5, 0.5], [0.5, 0.2]], None, "sum to 1"),
     (None, 1e300, "outside"),
     (None, 5.0, "outside"),
     (None, -0.1, "outside"),
@@ -81,7 +99,10 @@ def test_out_of_range_confidence_escalates_instead_of_passing_the_cascade():
 
 
 def test_valid_outputs_still_pass():
-    for probs in ([0.33, 0.33, 0.33], np.array([0.2, 0.8], dtype=np.float32), [1.0], []):
+    softmax = np.exp(np.linspace(-3, 3, 5000, dtype=np.float32))
+    softmax /= softmax.sum()
+    for probs in ([0.3333, 0.3333, 0.3334], np.array([0.2, 0.8], dtype=np.float32), [1.0], [], softmax,
+                  [[0.5, 0.5], [0.1, 0.9]]):
         pred = make_prediction(RawOutput("a", probs), "base", "1", 1.0, 0.0)
         assert pred.confidence is None or 0.0 <= pred.confidence <= 1.0
     pred = make_prediction(RawOutput([1.0, {"x": (2, "y")}], None, np.float32(0.5)), "base", "1", 1.0, 0.0)

@@ -145,8 +145,8 @@ def _envelope(output, p, confidence, cost) -> bytes | None:
         return encode(Prediction(output, "base", "1", fcost, 0.0, arr, conf), time.time())
     except TierswitchError:
         return None
-    except UnicodeEncodeError:  # FOUND, reported: cache/codec.encode raises this raw for a lone-surrogate str (the
-        return None             # cache helper's file); the decode side is what this property is about
+    except UnicodeEncodeError:  # cache/codec.encode raises this raw for a lone-surrogate str (reported); the router
+        return None             # never gets there (the output rule refuses such text), and decoding is the point here
 
 
 @pytest.fixture

@@ -189,7 +189,7 @@ def cache_from_config(config: Any, field: str = "cache") -> Any:
     if kind == "memory":
         from tierswitch.cache.memory import MemoryCache
 
-        only_keys(options, field, {"max_entries", "ttl_s"})
+        only_keys(options, field, {"max_entries", "max_bytes", "ttl_s"})
         return MemoryCache(**options)
     if kind == "redis":
         from tierswitch.cache.redis import RedisCache

@@ -7,10 +7,13 @@ the router would refuse from a model is also never stored, nor served from a sto
   complex number, a float/complex array, or any of these inside lists, tuples, dict values and object arrays,
   looked at to ``MAX_OUTPUT_DEPTH`` levels and ``MAX_OUTPUT_VALUES`` values (a deeper or larger container output is
   a ``TierFailure``: return a numpy array for bulk numbers).
+- **Text** in an output (a str, or strs inside containers) must be valid Unicode: a lone surrogate (text decoded
+  with ``errors='surrogateescape'``) can be neither cached (msgpack) nor sent (JSON); it is a ``TierFailure``.
 - **Probabilities** (``probs``): a numeric array whose values are in [0, 1] and sum to 1 within
-  ``PROB_SUM_TOLERANCE`` (0.01, absolute, over all values). Anything else is refused, not normalised: logits or
-  unnormalised scores (``[5, 5]``) would otherwise give a confidence above 1 that passes every cascade threshold.
-  Apply a softmax in the tier, or pass ``confidence`` yourself.
+  ``PROB_SUM_TOLERANCE`` (0.001, absolute; per row for a 2-D array, one distribution per row), the same bound the
+  cache applies to stored values. Anything else is refused, not normalised: logits or unnormalised scores
+  (``[5, 5]``) would otherwise give a confidence above 1 that passes every cascade threshold. Apply a softmax in
+  the tier, or pass ``confidence`` yourself.
 - **Confidence**: a real number (not a bool, not a string) in [0, 1]; NaN/inf is a ``NonFiniteOutput``, anything
   else outside [0, 1] a ``TierFailure``. When absent it is the top class probability (capped at 1.0 against the
   tolerance above).
@@ -29,13 +32,14 @@ from tierswitch.errors import NonFiniteOutput, TierFailure
 __all__ = ["MAX_OUTPUT_DEPTH", "MAX_OUTPUT_VALUES", "PROB_SUM_TOLERANCE", "check_confidence", "check_output",
            "check_probs", "finite_extremes", "nonfinite_output", "output_problem", "same_output"]
 
-#: Probabilities must sum to 1 within this absolute tolerance (rounded outputs such as [0.33, 0.33, 0.33] pass).
-PROB_SUM_TOLERANCE = 0.01
+#: Probabilities must sum to 1 within this absolute tolerance: float32 softmax over thousands of classes stays
+#: well inside it, logits do not (the cache's read/write checks use the same bound).
+PROB_SUM_TOLERANCE = 1e-3
 #: How deep and how many values of a list/tuple/dict output are checked; past either the output is refused.
 MAX_OUTPUT_DEPTH = 32
 MAX_OUTPUT_VALUES = 100_000
 
-_SCALARS = (str, bytes, int, bool, type(None))
+_SCALARS = (bytes, int, bool, type(None))
 
 
 def finite_extremes(arr: np.ndarray) -> tuple[float, float] | None:
@@ -55,7 +59,9 @@ def finite_extremes(arr: np.ndarray) -> tuple[float, float] | None:
 def output_problem(output: Any) -> tuple[bool, str] | None:
     """``(nonfinite, what)`` when ``output`` is not one the router may serve, else None: ``nonfinite`` True for a
     NaN/inf found, False for a container past the depth/value bounds."""
-    if isinstance(output, _SCALARS):  # the common case (labels, text) costs one isinstance
+    if isinstance(output, str):  # the common case (labels, text): one C-speed pass
+        return _text_problem(output)
+    if isinstance(output, _SCALARS):
         return None
     budget = [MAX_OUTPUT_VALUES]
     return _scan(output, 0, budget)
@@ -67,6 +73,8 @@ def _scan(x: Any, depth: int, budget: list[int]) -> tuple[bool, str] | None:
         return False, f"output holds more than {MAX_OUTPUT_VALUES} values in lists/dicts; return a numpy array"
     if depth > MAX_OUTPUT_DEPTH:
         return False, f"output nests deeper than {MAX_OUTPUT_DEPTH} levels"
+    if isinstance(x, str):
+        return _text_problem(x)
     if isinstance(x, _SCALARS):
         return None
     if isinstance(x, (float, complex, np.floating, np.complexfloating)):
@@ -84,8 +92,9 @@ def _scan(x: Any, depth: int, budget: list[int]) -> tuple[bool, str] | None:
                     return found
         return None
     if isinstance(x, Mapping):
-        for value in x.values():
-            found = _scan(value, depth + 1, budget)
+        for key, value in x.items():
+            found = _scan(key, depth + 1, budget) if isinstance(key, str) else None
+            found = found or _scan(value, depth + 1, budget)
             if found is not None:
                 return found
         return None
@@ -96,6 +105,17 @@ def _scan(x: Any, depth: int, budget: list[int]) -> tuple[bool, str] | None:
                 return found
         return None
     return None  # other objects (a dataclass, a tensor already converted by the adapter...) are the tier's own
+
+
+def _text_problem(text: str) -> tuple[bool, str] | None:
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return False, (f"output text is not valid Unicode (lone surrogate at index {exc.start}); decode the model's "
+                       "bytes with errors='replace' or the right encoding")
+    return None
 
 
 def nonfinite_output(output: Any) -> str | None:
@@ -119,12 +139,13 @@ def check_probs(tier: str, probs: Any) -> tuple[np.ndarray, float | None]:
             raise NonFiniteOutput(tier, "class probabilities hold NaN or inf")
         hi, lo = extremes
         with np.errstate(over="ignore"):  # 1e308 + 1e308 is inf: refused below, no warning needed
-            total = float(arr.sum())
-        slack = PROB_SUM_TOLERANCE + 1e-9  # 0.33 * 3 is 0.98999...
-        if lo < 0.0 or hi > 1.0 + slack or abs(total - 1.0) > slack:
+            sums = arr.sum(axis=-1) if arr.ndim > 1 else arr.sum()  # one distribution per row for 2-D
+        worst = float(np.max(np.abs(sums - 1.0)))
+        slack = PROB_SUM_TOLERANCE + 1e-12
+        if lo < 0.0 or hi > 1.0 + slack or not worst <= slack:
             raise TierFailure(tier, f"class probabilities must be in [0, 1] and sum to 1 (within "
-                                    f"{PROB_SUM_TOLERANCE}); got min {lo:.4g}, max {hi:.4g}, sum {total:.4g}. Apply "
-                                    "a softmax to logits or scores, or pass confidence= instead")
+                                    f"{PROB_SUM_TOLERANCE}); got min {lo:.4g}, max {hi:.4g}, sum off by "
+                                    f"{worst:.4g}. Apply a softmax to logits or scores, or pass confidence= instead")
         top = min(hi, 1.0)
     arr.setflags(write=False)
     return arr, top

@@ -156,6 +156,14 @@ class Router:
         from it (bandits, A/B tests). True when some policy knew the request."""
         return send_feedback(self.policy, request_id, reward, quality)
 
+    def distill_into(self, student: str = "distilled", teacher: str = "full", **options: Any) -> Any:
+        """Train the ``student`` tier (a ``StudentTier``) online from the ``teacher`` tier's answers: three lines
+        to turn distillation on. ``options`` go to ``tierswitch.distill.attach.distill_into``; returns its
+        ``Distillation`` handle (``summary()``, ``finish()``, ``detach()``)."""
+        from tierswitch.distill.attach import distill_into  # torch is imported only when distillation is used
+
+        return distill_into(self, student, teacher, **options)
+
     def __call__(self, x: Any, *, modality: str | None = None, **meta: Any) -> Routed:
         """Route one input and return the answer with its tier, cost, latency and trace."""
         return self._sync.run(route_one(self, x, modality, meta))

@@ -27,14 +27,22 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from tierswitch.cache.base import Cache, CacheKey
 from tierswitch.cache.checks import problem
 from tierswitch.cache.codec import decode, encode
-from tierswitch.cache.redis_conn import Breaker, ThreadConnection, make_async_client, make_client, redact_url
+from tierswitch.cache.redis_conn import (
+    Breaker,
+    LoopClients,
+    ThreadConnection,
+    make_async_client,
+    make_client,
+    redact_url,
+)
+from tierswitch.cache.redis_purge import purge
 from tierswitch.cache.ttl import check_ttl
 from tierswitch.errors import CacheError, ConfigError, CorruptCacheValue, TierswitchError
 from tierswitch.types import Prediction
@@ -43,7 +51,6 @@ from tierswitch.validation import positive
 # Breaker and redact_url live in redis_conn; re-exported because callers import them from here
 __all__ = ["Breaker", "RedisCache", "redact_url"]
 
-_GLOB = re.compile(r"([*?\[\]\\])")
 
 
 class RedisCache(Cache):
@@ -95,8 +102,6 @@ class RedisCache(Cache):
         self._prefix = f"{namespace}:r:"
         self._px = None if ttl_s is None else max(1, int(round(ttl_s * 1000)))
         self._client, self.url, self._secret = make_client(url_or_client, socket_timeout_s, connect_timeout_s)
-        self._source = url_or_client
-        self._timeouts = (socket_timeout_s, connect_timeout_s)
         self.client = self._client  # public, for tools that share this cache's connections (RedisSingleFlight)
         self._owns_client = isinstance(url_or_client, str)
         from redis import exceptions as rex  # imported here so `import tierswitch` never imports redis
@@ -109,11 +114,8 @@ class RedisCache(Cache):
         self._dropped: type[BaseException] = rex.ConnectionError
         self._local = threading.local()
         self._pinned: weakref.WeakSet[Any] = weakref.WeakSet()  # per-thread read connections, closed by close()
-        # one redis.asyncio client per event loop that used this cache (the last one used is checked first); a
-        # client refers to its loop, so a weak mapping would never let go: closed loops are swept out instead
-        self._async_clients: dict[asyncio.AbstractEventLoop, Any] = {}
-        self._async_last: tuple[Any, Any] = (None, None)
-        self._async_lock = threading.Lock()
+        self._async_clients = LoopClients(lambda: make_async_client(url_or_client, socket_timeout_s,
+                                                                    connect_timeout_s))
 
     # -- keys -----------------------------------------------------------------------------------------------
     def key(self, tier: str, version: str, digest: str) -> str:
@@ -238,30 +240,7 @@ class RedisCache(Cache):
         server is never blocked. Raises ``CacheError`` when Redis fails (a purge is an operator's act, not a
         request, so it reports failure instead of hiding it).
         """
-        if version is not None and tier is None:
-            raise ConfigError("purge.version", "give the tier whose version to purge")
-        pattern = _GLOB.sub(r"\\\1", self._prefix + (f"{tier}:" if tier else "") + (f"{version}:" if version else ""))
-        # keys come back as bytes: compare (and slice) in bytes, since a non-ASCII tier name is longer in UTF-8
-        exact = f"{self._prefix}{tier}:{version}:".encode() if version is not None else None
-        deleted = 0
-        for batch in self._scan(pattern + "*"):
-            if exact is not None:  # a version "v" pattern also matches "v:x"; digests have no ':'
-                batch = [k for k in batch if k.startswith(exact) and b":" not in k[len(exact) :]]
-            if batch:
-                deleted += self.run(self._client.unlink, *batch)
-        return deleted
-
-    def _scan(self, match: str) -> Iterator[list[bytes]]:
-        batch: list[bytes] = []
-        cursor = 0
-        while True:
-            cursor, found = self.run(self._client.scan, cursor, match, self.scan_batch)
-            batch.extend(found)
-            if len(batch) >= self.scan_batch or (cursor == 0 and batch):
-                yield batch
-                batch = []
-            if cursor == 0:
-                return
+        return purge(self, self._prefix, tier, version)
 
     # -- error mapping and the breaker ---------------------------------------------------------------------
     def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -318,30 +297,12 @@ class RedisCache(Cache):
     def async_client(self) -> Any:
         """The ``redis.asyncio`` client of the running event loop (made on first use there; opens no connection
         until its first command). Call from a coroutine."""
-        loop = asyncio.get_running_loop()
-        last_loop, client = self._async_last
-        if last_loop is loop:
-            return client
-        with self._async_lock:
-            client = self._async_clients.get(loop)
-            if client is None:
-                for old in [old for old in self._async_clients if old.is_closed()]:
-                    del self._async_clients[old]  # a loop that ended without aclose(): its sockets close with it
-                client = make_async_client(self._source, *self._timeouts)
-                self._async_clients[loop] = client
-            self._async_last = (loop, client)
-        return client
+        return self._async_clients.get()
 
     async def aclose(self) -> None:
         """Close the running loop's ``redis.asyncio`` client (call before the loop ends; a loop that ends without
         it drops its client, whose sockets close when it is collected)."""
-        loop = asyncio.get_running_loop()
-        with self._async_lock:
-            client = self._async_clients.pop(loop, None)
-            if self._async_last[0] is loop:
-                self._async_last = (None, None)
-        if client is not None:
-            await client.aclose()
+        await self._async_clients.aclose()
 
     def _scrub(self, message: str) -> str:
         if self._secret:
@@ -356,9 +317,7 @@ class RedisCache(Cache):
     def close(self) -> None:
         """Close the sync connections this cache created (a client passed in is left to its owner), and forget the
         async clients (``aclose`` closes one from inside its loop)."""
-        with self._async_lock:
-            self._async_clients.clear()
-            self._async_last = (None, None)
+        self._async_clients.clear()
         if self._owns_client:
             for conn in list(self._pinned):
                 conn.disconnect()

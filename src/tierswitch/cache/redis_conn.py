@@ -8,6 +8,7 @@ is imported inside ``make_client`` only, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from tierswitch.errors import ConfigError
 
-__all__ = ["Breaker", "ThreadConnection", "make_async_client", "make_client", "redact_url"]
+__all__ = ["Breaker", "LoopClients", "ThreadConnection", "make_async_client", "make_client", "redact_url"]
 
 
 def redact_url(url: str) -> str:
@@ -173,3 +174,51 @@ def _pool(connection_class: Any, kwargs: dict[str, Any], retry: Any) -> Any:
     from redis.asyncio import ConnectionPool
 
     return ConnectionPool(connection_class=connection_class, retry=retry, **kwargs)
+
+
+class LoopClients:
+    """One ``redis.asyncio`` client per event loop (a client and its pool belong to the loop that made them).
+
+    ``get()`` returns the running loop's client, made by ``make`` on first use there; the last loop served is
+    checked first, without the lock. A client refers to its loop, so a weak mapping would never let go: clients of
+    loops that have ended are swept out when a new loop arrives (their sockets close when collected), and
+    ``aclose()`` closes the running loop's client at once.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._last: tuple[Any, Any] = (None, None)
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        last_loop, client = self._last
+        if last_loop is loop:
+            return client
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is None:
+                for ended in [old for old in self._clients if old.is_closed()]:
+                    del self._clients[ended]
+                client = self._make()
+                self._clients[loop] = client
+            self._last = (loop, client)
+        return client
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.pop(loop, None)
+            if self._last[0] is loop:
+                self._last = (None, None)
+        if client is not None:
+            await client.aclose()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._clients.clear()
+            self._last = (None, None)
+
+    def __len__(self) -> int:
+        return len(self._clients)
