@@ -89,7 +89,9 @@ async def run(scale: float, rounds: int, concurrency: int, in_process: bool = Fa
     with server:
         tier = OpenAITier("mixtral", server.base_url, "mixtral", params={"temperature": 0}, confidence=None,
                           cost=TokenPrices(0.24, 0.24))
-        router = Router([tier], policy=Fixed("mixtral"), cache=None)
+        routed_tier = OpenAITier("mixtral", server.base_url, "mixtral", params={"temperature": 0}, confidence=None,
+                                 cost=TokenPrices(0.24, 0.24))  # its own pool, like the other two variants
+        router = Router([routed_tier], policy=Fixed("mixtral"), cache=None)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)  # the same pool as the tier
         async with httpx.AsyncClient(timeout=60, limits=limits) as client:
             url = server.base_url + "/chat/completions"
@@ -118,6 +120,7 @@ async def run(scale: float, rounds: int, concurrency: int, in_process: bool = Fa
                     walls[name].append(wall)
                     lats[name].append(latency)
         await tier.aclose()
+        await routed_tier.aclose()
     out: dict[str, Any] = {"scale": scale, "rounds": rounds, "concurrency": concurrency}
     bare_lat = np.array(lats["bare"]).ravel()
     for name in variants:
