@@ -21,6 +21,7 @@ import httpx
 
 from tierswitch.errors import (
     ConfigError,
+    InvalidMessages,
     TierFailure,
     TierTimeout,
     TransientTierError,
@@ -101,6 +102,10 @@ class OpenAITier(Tier):
         self.model = model
         self.api_key_env = api_key_env
         self.params = dict(params or {})
+        try:  # the same checks as a request's own parameters (temperature, max_tokens, stop, seed, reserved keys)
+            normalize({"messages": [{"role": "user", "content": "?"}], **self.params})
+        except InvalidMessages as exc:
+            raise ConfigError(f"params.{exc.field}", str(exc).split(": ", 1)[-1]) from exc
         self.headers = dict(headers or {})
         self.timeout_s = float(timeout_s)
         self.prices = cost if cost is not None else TokenPrices()
