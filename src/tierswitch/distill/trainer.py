@@ -31,10 +31,13 @@ from tierswitch.distill.gate import GateResult, PromotionEvent, judge
 from tierswitch.distill.loop import TrainingLoop
 from tierswitch.distill.loss import distill_loss
 from tierswitch.distill.sample import Sample, is_finite, teacher_logits
+from tierswitch.distill.features import SparseRow
 from tierswitch.distill.student import StudentInput, StudentSpec, StudentTier, build_student
 from tierswitch.distill.weights import WeightStore
 
 __all__ = ["Distiller"]
+
+Row = np.ndarray | SparseRow  # one sample's features: dense, or (columns, values) from the spec's featuriser
 
 log = logging.getLogger("tierswitch.distill")
 
@@ -69,7 +72,7 @@ class Distiller(TrainingLoop):
         self.tier = tier
         self.buffer = buffer
         self.config = config or DistillConfig()
-        self.student_input = student_input or tier.student_input
+        self.student_input = student_input
         self.store = store
         self.on_promote = on_promote
         self.clock = clock
@@ -78,7 +81,7 @@ class Distiller(TrainingLoop):
         self.gates: list[GateResult] = []
         self.counters = {"steps": 0, "replay_steps": 0, "trained": 0, "replayed": 0, "holdout": 0,
                          "skipped_nonfinite": 0, "nonfinite_samples": 0, "invalid_samples": 0, "errors": 0}
-        self._holdout: deque[tuple[np.ndarray, int]] = deque(maxlen=self.config.holdout_size)
+        self._holdout: deque[tuple[Row, int]] = deque(maxlen=self.config.holdout_size)
         self._rng = random.Random(self.config.seed)
         self._model: nn.Module | None = None
         self._optimizer: torch.optim.Optimizer | None = None
@@ -106,28 +109,55 @@ class Distiller(TrainingLoop):
         """The candidate being trained (do not serve it directly: promotion snapshots it)."""
         return self._ensure_model()
 
-    def _features(self, sample: Sample) -> np.ndarray:
+    def _features(self, sample: Sample) -> Row:
         if sample.x is not None:
             return np.asarray(sample.x, dtype=np.float32).reshape(-1)
-        return np.asarray(self.student_input(sample.raw), dtype=np.float32).reshape(-1)
+        if self.student_input is not None:
+            return np.asarray(self.student_input(sample.raw), dtype=np.float32).reshape(-1)
+        return self.tier.features(sample.raw)
 
-    def _usable(self, samples: Sequence[Sample]) -> list[tuple[Sample, np.ndarray]]:
+    def _stack(self, rows: Sequence[Row]) -> np.ndarray:
+        """A dense float32 (n, input_dim) batch of dense vectors and/or sparse rows."""
+        if all(isinstance(r, np.ndarray) for r in rows):
+            return np.stack(rows)  # type: ignore[arg-type]
+        out = np.zeros((len(rows), self.spec.input_dim), dtype=np.float32)
+        for i, r in enumerate(rows):
+            if isinstance(r, np.ndarray):
+                out[i] = r
+            else:
+                out[i, r[0]] = r[1]
+        return out
+
+    def _problem(self, x: Row) -> str | None:
+        width = self.spec.input_dim
+        if isinstance(x, np.ndarray):
+            return None if x.shape == (width,) else f"{x.size} features for a student of input_dim {width}"
+        cols, vals = x
+        if len(cols) and (int(cols.min()) < 0 or int(cols.max()) >= width):
+            return f"a sparse column outside [0, {width})"
+        return None if np.isfinite(vals).all() else "non-finite"
+
+    def _usable(self, samples: Sequence[Sample]) -> list[tuple[Sample, Row]]:
         """Each sample that can train the student, with its features; the others are dropped and counted: NaN/inf
         in the teacher's answer or the features (``nonfinite_samples``), or features of the wrong width, a teacher
         over the wrong number of classes, or a ``student_input`` that failed on the payload (``invalid_samples``).
         One such sample must not fail its whole batch nor, once held out, every later gate."""
         usable = []
-        width, n_classes = (self.spec.input_dim,), (self.spec.n_classes,)
+        n_classes = (self.spec.n_classes,)
         for sample in samples:
             if not is_finite(sample):
                 self.counters["nonfinite_samples"] += 1
                 continue
+            x: Row | None
             try:
                 x = self._features(sample)
             except Exception as exc:  # the user's student_input on this payload
                 x, problem = None, f"student_input failed: {type(exc).__name__}: {exc}"
             else:
-                problem = None if x.shape == width else f"{x.size} features for a student of input_dim {width[0]}"
+                problem = self._problem(x)
+                if problem == "non-finite":
+                    self.counters["nonfinite_samples"] += 1
+                    continue
             if problem is None and np.shape(sample.teacher) != n_classes:
                 problem = f"a teacher over {np.size(sample.teacher)} classes for a student of {n_classes[0]}"
             if problem is not None:
@@ -136,7 +166,8 @@ class Distiller(TrainingLoop):
                     log.warning("distiller dropped a sample it cannot train on (%s); see counters['invalid_samples']",
                                 problem)
                 continue
-            if sample.x is None and not np.isfinite(x).all():  # features computed here from a raw payload
+            assert x is not None
+            if sample.x is None and isinstance(x, np.ndarray) and not np.isfinite(x).all():  # computed here
                 self.counters["nonfinite_samples"] += 1
                 continue
             usable.append((sample, x))
@@ -161,7 +192,7 @@ class Distiller(TrainingLoop):
         with self._lock:
             started = self._timer()
             steps_before = self.counters["steps"] + self.counters["replay_steps"]
-            train: list[tuple[Sample, np.ndarray]] = []
+            train: list[tuple[Sample, Row]] = []
             for sample, x in self._usable(taken.samples):  # the dropped ones are never trained on nor replayed
                 if self._rng.random() < self.config.holdout_share:
                     self._holdout.append((x, int(sample.label)))
@@ -198,13 +229,13 @@ class Distiller(TrainingLoop):
             self._maybe_gate(steps_before)
             return True
 
-    def _train(self, batch: Sequence[tuple[Sample, np.ndarray]], *, replay_only: bool) -> bool:
+    def _train(self, batch: Sequence[tuple[Sample, Row]], *, replay_only: bool) -> bool:
         """One optimizer step on (sample, features) pairs; False (weights untouched, counted) when the loss or the
         gradient is not finite."""
         model = self._ensure_model()
         cfg = self.config
         samples = [s for s, _ in batch]
-        x = torch.from_numpy(np.stack([x for _, x in batch]))
+        x = torch.from_numpy(self._stack([x for _, x in batch]))
         teacher = torch.from_numpy(teacher_logits(samples))
         labels = torch.tensor(
             [s.truth if (cfg.use_truth and s.truth is not None) else s.label for s in samples], dtype=torch.int64
@@ -242,7 +273,7 @@ class Distiller(TrainingLoop):
         if not self._holdout:
             return np.zeros((0, self.spec.input_dim), dtype=np.float32), np.zeros(0, dtype=np.int64)
         xs, ys = zip(*self._holdout)
-        return np.stack(xs), np.asarray(ys, dtype=np.int64)
+        return self._stack(xs), np.asarray(ys, dtype=np.int64)
 
     def gate(self) -> GateResult:
         """Score candidate and serving student on the holdout; promote when the gate says so."""
