@@ -21,7 +21,8 @@ do about it. Third-party errors are mapped at the boundary with ``raise ... from
     ├── CacheError                   a cache backend failed; the router turns it into a miss
     │   └── CorruptCacheValue        a stored value could not be decoded
     └── DistillError                 the distillation machinery cannot continue
-        └── WeightVerificationError  published weights failed their checksum or shape checks
+        ├── WeightVerificationError  published weights failed their checksum or shape checks
+        └── LabelSetError            the student's class labels are not the teacher's
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "EmptyInput",
     "InputTooLarge",
     "InvalidInput",
+    "LabelSetError",
     "NoCapableTier",
     "NonFiniteInput",
     "NonFiniteOutput",
@@ -126,6 +128,10 @@ class CorruptCacheValue(CacheError):
 
 class DistillError(TierswitchError):
     """The distillation machinery cannot continue."""
+
+
+class LabelSetError(DistillError):
+    """The student's class labels are not the teacher's (e.g. ``("neg", "pos")`` against a teacher answering 0/1)."""
 
 
 class WeightVerificationError(DistillError):
