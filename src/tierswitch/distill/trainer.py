@@ -194,7 +194,10 @@ class Distiller(TrainingLoop):
             steps_before = self.counters["steps"] + self.counters["replay_steps"]
             train: list[tuple[Sample, Row]] = []
             for sample, x in self._usable(taken.samples):  # the dropped ones are never trained on nor replayed
-                if self._rng.random() < self.config.holdout_share:
+                share = self.config.holdout_share
+                if len(self._holdout) < self.config.min_holdout:  # warm-up: fill the gate's holdout sooner
+                    share = max(share, self.config.warmup_share)
+                if self._rng.random() < share:
                     self._holdout.append((x, int(sample.label)))
                     self.counters["holdout"] += 1
                 else:
@@ -313,7 +316,8 @@ class Distiller(TrainingLoop):
         if self.store is not None:
             version = self.store.publish(
                 float_module.state_dict(), spec, int8=int8, step=result.step, agreement=result.agreement_candidate,
-                agreement_before=result.agreement_serving, variant=variant,
+                agreement_before=result.agreement_serving, variant=variant, n=result.n,
+                samples_trained=self.counters["trained"],
             )
         else:
             version = f"d{len(self.events) + 1}"
