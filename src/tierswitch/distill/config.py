@@ -41,7 +41,7 @@ class DistillConfig:
     batch_size: int = 32
     replay_share: float = 0.25
     replay_ratio: float = 1.0
-    idle_replay: int = 4
+    idle_replay: int = 8
     max_busy: float = 0.5
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -70,8 +70,8 @@ class DistillConfig:
             positive(f"distill.{name}", getattr(self, name), integer=True)
         if isinstance(self.idle_replay, bool) or not isinstance(self.idle_replay, int) or self.idle_replay < 0:
             raise ConfigError("distill.idle_replay", f"must be an integer >= 0, got {self.idle_replay!r}")
-        for name, high in (("replay_share", 0.9), ("holdout_share", 0.9), ("warmup_share", 0.9), ("alpha", 1.0), ("prune", 0.95),
-                           ("tolerance", 1.0), ("weight_decay", math.inf), ("mse_weight", math.inf),
+        for name, high in (("replay_share", 0.9), ("holdout_share", 0.9), ("warmup_share", 0.9), ("alpha", 1.0),
+                           ("prune", 0.95), ("tolerance", 1.0), ("weight_decay", math.inf), ("mse_weight", math.inf),
                            ("grad_clip", math.inf), ("linger_s", math.inf)):
             finite(f"distill.{name}", getattr(self, name), low=0.0, high=high)
         for name in ("lr", "temperature", "take_timeout_s"):

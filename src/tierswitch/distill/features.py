@@ -16,7 +16,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class DenseFeatures:
         return row * np.float32(self.scale) if self.scale != 1.0 else row
 
 
-Featurizer = Union[HashedTextFeatures, DenseFeatures]
+Featurizer = HashedTextFeatures | DenseFeatures
 
 
 def densify(rows: Sequence[SparseRow], dim: int) -> np.ndarray:

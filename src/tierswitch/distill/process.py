@@ -31,6 +31,7 @@ import queue
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -69,7 +70,7 @@ class ProcessTrainer:
         reservoir: int = 4000,
         on_promote: Callable[[PromotionEvent], None] | None = None,
         warn_after: int = 20,
-        start_method: str = "spawn",
+        start_method: str = "forkserver",
     ) -> None:
         positive("distill.queue_size", queue_size, integer=True)
         positive("distill.capacity", capacity, integer=True)
@@ -102,6 +103,10 @@ class ProcessTrainer:
         self._finished: set[int] = set()
         self._next_finish = 0
         self._ready = False
+        self._closed = False
+        self._pending: deque[bytes] = deque()
+        self._control: deque[bytes] = deque()
+        self._sender: threading.Thread | None = None
         self._grew = 0
         self._warned_at = 0
 
@@ -111,6 +116,8 @@ class ProcessTrainer:
         if self._proc is not None:
             return self
         ctx = mp.get_context(self.start_method)
+        if self.start_method == "forkserver":  # one clean server per parent imports torch once; workers fork it
+            ctx.set_forkserver_preload(["tierswitch.distill.trainer", "safetensors.torch"])
         self._in, self._out = ctx.Queue(maxsize=self.queue_size), ctx.Queue()
         init = pack({"spec": self.spec.to_json(), "config": json.dumps(self.config.to_dict()),
                      "capacity": self.capacity, "reservoir": self.reservoir, "token": self._token})
@@ -118,8 +125,11 @@ class ProcessTrainer:
                                  name=f"tierswitch-distill-{self.tier.name}", daemon=True)
         self._proc.start()
         self._stopping.clear()
+        self._closed = False
         self._receiver = threading.Thread(target=self._receive, name="tierswitch-distill-receiver", daemon=True)
         self._receiver.start()
+        self._sender = threading.Thread(target=self._send, name="tierswitch-distill-sender", daemon=True)
+        self._sender.start()
         with self._cond:
             if not self._cond.wait_for(lambda: self._ready or not self._proc.is_alive(), timeout=wait_s):
                 self.stop()
@@ -139,11 +149,14 @@ class ProcessTrainer:
         proc = self._proc
         if proc is None:
             return
-        try:
-            if proc.is_alive():
-                self._in.put(b"C" + pack({"op": "stop"}), timeout=1.0)
-        except (queue.Full, OSError, ValueError):
-            pass
+        with self._cond:
+            self._pending.clear()  # not trained on: stopping does not wait for a backlog
+            self._control.append(b"C" + pack({"op": "stop"}))
+            self._closed = True
+            self._cond.notify_all()
+        if self._sender is not None:
+            self._sender.join(timeout_s)
+            self._sender = None
         proc.join(timeout_s)
         if proc.is_alive():
             proc.terminate()
@@ -168,24 +181,61 @@ class ProcessTrainer:
         with self._cond:
             self._next_finish += 1
             ticket = self._next_finish
-        self._in.put(b"C" + pack({"op": "finish", "id": ticket}), timeout=timeout_s)
+        self._wait_sent(timeout_s)  # the sender ships the samples put before this call first
+        self._control_message({"op": "finish", "id": ticket})
         with self._cond:
             return self._cond.wait_for(lambda: ticket in self._finished, timeout=timeout_s)
 
     # -- the sample sink (the DistillFeeder's buffer) -------------------------------------------------------
     def put_many(self, samples: Iterable[Sample]) -> int:
-        """Send samples to the worker; a full queue drops them (counted), it never blocks serving."""
+        """Hand samples to the sender thread, which ships whatever has accumulated as one message; when
+        ``queue_size`` samples already wait to be sent, the oldest are dropped (counted): serving never blocks."""
         blobs = [encode_sample(s) for s in samples]
-        if not blobs or self._proc is None:
-            self.counters["dropped"] += len(blobs)
+        if not blobs:
             return 0
-        try:
-            self._in.put_nowait(b"B" + pack(blobs))
-        except queue.Full:
-            self.counters["dropped"] += len(blobs)
-            return 0
-        self.counters["sent"] += len(blobs)
+        with self._cond:
+            if self._proc is None or self._closed:
+                self.counters["dropped"] += len(blobs)
+                return 0
+            self._pending.extend(blobs)
+            excess = len(self._pending) - self.queue_size
+            for _ in range(max(0, excess)):
+                self._pending.popleft()
+            self.counters["dropped"] += max(0, excess)
+            self.counters["sent"] += len(blobs)
+            self._cond.notify_all()
         return len(blobs)
+
+    def _wait_sent(self, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending or self._closed, timeout=timeout_s)
+
+    def _send(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._pending) or self._closed or bool(self._control))
+                if self._control:
+                    msg = self._control.popleft()
+                elif self._pending:
+                    n = min(len(self._pending), 1024)
+                    msg = b"B" + pack([self._pending.popleft() for _ in range(n)])
+                    self._cond.notify_all()  # finish() waits for the pending samples to be on their way
+                else:
+                    return  # closed and nothing left to send
+            while not self._stopping.is_set():
+                try:
+                    self._in.put(msg, timeout=0.5)  # the queue is bounded: wait here, never in put_many
+                    break
+                except queue.Full:
+                    if self._proc is None or not self._proc.is_alive():
+                        return
+                except (OSError, ValueError):
+                    return
+
+    def _control_message(self, msg: dict[str, Any]) -> None:
+        with self._cond:
+            self._control.append(b"C" + pack(msg))
+            self._cond.notify_all()
 
     # -- what comes back ------------------------------------------------------------------------------------
     def _receive(self) -> None:
@@ -328,6 +378,9 @@ def _worker_main(init_bytes: bytes, inq: Any, outq: Any) -> None:
     from tierswitch.distill.student import student_tier
     from tierswitch.distill.trainer import Distiller
 
+    import sys
+
+    sys.setswitchinterval(0.001)  # the reader thread gets the GIL back from the trainer's Python glue soon
     init = unpack(init_bytes)
     spec = StudentSpec.from_json(init["spec"])
     config = DistillConfig.from_dict(json.loads(init["config"]))
@@ -387,6 +440,7 @@ def _worker_main(init_bytes: bytes, inq: Any, outq: Any) -> None:
     threads = [threading.Thread(target=read, daemon=True), threading.Thread(target=report, daemon=True)]
     for t in threads:
         t.start()
+    _ = distiller.model  # build the optimizer now: its first construction imports torch._dynamo (seconds)
     outq.put(pack({"kind": "ready"}))
     try:
         distiller.run_until(stop.is_set)

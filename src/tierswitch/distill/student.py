@@ -9,133 +9,24 @@ path is a numpy forward pass of the promoted weights (``tierswitch.distill.forwa
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tierswitch.distill.features import Featurizer, HashedTextFeatures, SparseRow, densify, features_from_dict
+from tierswitch.distill.features import DenseFeatures, SparseRow, densify
 from tierswitch.distill.forward import NumpyMLP
+from tierswitch.distill.spec import StudentSpec
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput
 from tierswitch.tiers.torch import TorchTier
-from tierswitch.validation import positive
 
 __all__ = ["StudentInput", "StudentSpec", "StudentTier", "batch_inputs", "build_student", "student_tier"]
 
 StudentInput = Callable[[Any], np.ndarray]
 """The student's own preprocessing: one payload -> a float vector of length ``spec.input_dim``."""
-
-
-@dataclass(frozen=True)
-class StudentSpec:
-    """An MLP: ``input_dim`` -> each of ``hidden`` (ReLU) -> ``n_classes`` logits; ``classes`` are the labels the
-    argmax maps to (the teacher's output values, in the order of its probability columns; numpy scalars are turned
-    into plain ints/strings); ``features`` the featuriser (a ``Featurizer`` or its dict) whose width is
-    ``input_dim``, or None when the caller supplies ``student_input``."""
-
-    input_dim: int
-    hidden: tuple[int, ...]
-    n_classes: int
-    classes: tuple[Any, ...] | None = None
-    features: Featurizer | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.hidden, (int, np.integer)) and not isinstance(self.hidden, bool):
-            object.__setattr__(self, "hidden", (int(self.hidden),))
-        elif isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
-            raise ConfigError("student.hidden", f"must be a list of layer widths, got {self.hidden!r}")
-        object.__setattr__(self, "hidden", tuple(int(h) if isinstance(h, np.integer) else h for h in self.hidden))
-        if self.classes is not None:
-            if isinstance(self.classes, (str, bytes)) or not hasattr(self.classes, "__iter__"):
-                raise ConfigError("student.classes", f"must be a list of labels, got {self.classes!r}")
-            object.__setattr__(self, "classes", tuple(_plain(c) for c in self.classes))
-        if isinstance(self.features, dict):
-            object.__setattr__(self, "features", features_from_dict(self.features))
-        elif self.features is not None and not hasattr(self.features, "sparse_one"):
-            raise ConfigError("student.features", f"must be a featuriser or its dict, got {self.features!r:.100}")
-        for name, value in (("input_dim", self.input_dim), ("n_classes", self.n_classes)):
-            if isinstance(value, np.integer):
-                object.__setattr__(self, name, int(value))
-            positive(f"student.{name}", getattr(self, name), integer=True)
-        if self.features is not None and self.features.dim != self.input_dim:
-            raise ConfigError("student.input_dim", f"is {self.input_dim} but the featuriser gives "
-                                                   f"{self.features.dim} columns")
-        if self.n_classes < 2:
-            raise ConfigError("student.n_classes", "must be >= 2")
-        for i, h in enumerate(self.hidden):
-            positive(f"student.hidden[{i}]", h, integer=True)
-        if self.classes is not None:
-            if len(self.classes) != self.n_classes:
-                raise ConfigError("student.classes", f"has {len(self.classes)} labels for {self.n_classes} classes")
-            if not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in self.classes):
-                raise ConfigError("student.classes", "labels must be strings or integers")
-
-    @classmethod
-    def for_text(cls, classes: Sequence[Any], hidden: Sequence[int] | int = (256,),
-                 features: Featurizer | dict[str, Any] | None = None) -> StudentSpec:
-        """A text student over ``classes``: hashed word 1-2-grams + char 2-4-grams (``HashedTextFeatures()``)."""
-        feats = features_from_dict(features) if isinstance(features, dict) else features or HashedTextFeatures()
-        labels = list(classes)
-        return cls(feats.dim, hidden, len(labels), tuple(labels), feats)  # type: ignore[arg-type]
-
-    @property
-    def dims(self) -> list[int]:
-        return [self.input_dim, *self.hidden, self.n_classes]
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Tensor name -> shape of the module ``build_student`` makes."""
-        out: dict[str, tuple[int, ...]] = {}
-        dims = self.dims
-        for i in range(len(dims) - 1):
-            out[f"{2 * i}.weight"] = (dims[i + 1], dims[i])
-            out[f"{2 * i}.bias"] = (dims[i + 1],)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "mlp",
-            "input_dim": self.input_dim,
-            "hidden": list(self.hidden),
-            "n_classes": self.n_classes,
-            "classes": None if self.classes is None else list(self.classes),
-            "features": None if self.features is None else self.features.to_dict(),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Any) -> StudentSpec:
-        if not isinstance(d, dict) or d.get("kind", "mlp") != "mlp":
-            raise ConfigError("student", f"expected a dict with kind 'mlp', got {d!r:.200}")
-        unknown = sorted(set(d) - {"kind", "input_dim", "hidden", "n_classes", "classes", "features"})
-        if unknown:
-            raise ConfigError(f"student.{unknown[0]}", "unknown setting; known: input_dim, hidden, n_classes, "
-                                                       "classes, features")
-        for name in ("input_dim", "hidden", "n_classes"):
-            if name not in d:
-                raise ConfigError(f"student.{name}", "is missing")
-        return cls(d["input_dim"], d["hidden"], d["n_classes"], d.get("classes"), d.get("features"))
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> StudentSpec:
-        try:
-            d = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError("student", f"not valid JSON: {exc}") from exc
-        return cls.from_dict(d)
-
-
-def _plain(label: Any) -> Any:
-    """A label as plain data: numpy integers/strings become int/str (JSON and msgpack take them)."""
-    if isinstance(label, np.generic):
-        return label.item()
-    return label
 
 
 def build_student(spec: StudentSpec, seed: int = 0) -> nn.Sequential:
@@ -179,9 +70,16 @@ class StudentTier(TorchTier):
             raise ConfigError("student.features", "the spec has no featuriser: give student_input(payload) -> "
                                                   "features, or a spec with features (StudentSpec.for_text)")
         dim = spec.input_dim
-        featurize: Callable[[Any], Any] = student_input if student_input is not None else spec.features.sparse_one  # type: ignore[union-attr]
+        feats = spec.features
+        featurize: Callable[[Any], Any]
+        if student_input is not None:
+            featurize = student_input
+        elif isinstance(feats, DenseFeatures):
+            featurize = feats.dense_one
+        else:
+            featurize = feats.sparse_one  # type: ignore[union-attr]
         self.featurize = featurize
-        self.sparse = student_input is None
+        self.sparse = student_input is None and not isinstance(feats, DenseFeatures)
 
         def preprocess(batch: Sequence[Any]) -> np.ndarray:
             if self.sparse:

@@ -27,11 +27,12 @@ from torch import nn
 from tierswitch.distill.buffer import Buffer
 from tierswitch.distill.compress import compress
 from tierswitch.distill.config import DistillConfig
+from tierswitch.distill.features import SparseRow
 from tierswitch.distill.gate import GateResult, PromotionEvent, judge
 from tierswitch.distill.loop import TrainingLoop
 from tierswitch.distill.loss import distill_loss
+from tierswitch.distill.optim import AdamW
 from tierswitch.distill.sample import Sample, is_finite, teacher_logits
-from tierswitch.distill.features import SparseRow
 from tierswitch.distill.student import StudentInput, StudentSpec, StudentTier, build_student
 from tierswitch.distill.weights import WeightStore
 
@@ -84,7 +85,7 @@ class Distiller(TrainingLoop):
         self._holdout: deque[tuple[Row, int]] = deque(maxlen=self.config.holdout_size)
         self._rng = random.Random(self.config.seed)
         self._model: nn.Module | None = None
-        self._optimizer: torch.optim.Optimizer | None = None
+        self._optimizer: AdamW | None = None
         # _lock guards the training copy, optimizer, holdout and counters, and is held only while computing;
         # _take_lock serialises takes (a buffer's cursors) and is never held while training, so replay_step() and
         # gate() from another thread never wait for a take that is waiting for samples.
@@ -101,7 +102,7 @@ class Distiller(TrainingLoop):
                 self._model = build_student(self.spec, self.config.seed)
             self._model.train()
             cfg = self.config
-            self._optimizer = torch.optim.AdamW(self._model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            self._optimizer = AdamW(self._model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         return self._model
 
     @property
