@@ -56,7 +56,11 @@ class DistillRouter(Protocol):
 
 
 def _teacher_classes(tier: Any) -> list[Any] | None:
+    """The teacher's labels, in the order of its probability columns, when it declares them (``classes``, or a
+    scikit-learn model's ``classes_``)."""
     classes = getattr(tier, "classes", None)
+    if classes is None:
+        classes = getattr(getattr(tier, "model", None), "classes_", None)
     if classes is None:
         return None
     try:

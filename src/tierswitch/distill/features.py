@@ -2,8 +2,8 @@
 
 - ``HashedTextFeatures`` (the text default): word 1..``words``-grams and character ``chars`` n-grams (over the
   lower-cased text, words joined by single spaces and padded) hashed into ``dim`` columns, sublinear tf,
-  l2-normalised. A text becomes a *sparse* row (column indices, values): ~100-300 entries, never a dense vector
-  per sample. Hashing is vectorised in numpy (a multiplicative hash of each byte window), so one text costs tens
+  each occurrence worth 1/sqrt(count). A text becomes a *sparse* row (column indices, values): ~100-300 entries,
+  never a dense vector per sample. Hashing is vectorised in numpy (a multiplicative hash of each byte window), so one text costs tens
   of microseconds, and is stable across processes and machines (no salted ``hash``).
 - ``DenseFeatures``: a numeric payload (an image, an embedding) flattened to ``dim`` floats, times ``scale``.
 
@@ -29,8 +29,9 @@ SparseRow = tuple[np.ndarray, np.ndarray]
 """(int64 column indices, float32 values) of one input."""
 
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
-_MULT = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio multiplier (Fibonacci hashing)
-_MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
+_PRIME = np.uint64(1099511628211)  # FNV-1's 64-bit prime
+_MIX = [np.uint64((0x9E3779B97F4A7C15 * (2 * n + 1)) % (1 << 64)) for n in range(9)]  # one odd multiplier per n
+_SHIFT = np.uint64(24)  # keep the well-mixed high bits
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class HashedTextFeatures:
 
     dim: int = 1 << 14
     words: int = 2
-    chars: tuple[int, int] | None = (2, 4)
+    chars: tuple[int, int] | None = (3, 4)
 
     def __post_init__(self) -> None:
         positive("student.features.dim", self.dim, integer=True)
@@ -65,38 +66,43 @@ class HashedTextFeatures:
 
     def _hashes(self, text: str) -> np.ndarray:
         parts: list[np.ndarray] = []
+        lowered = text.lower()
         if self.words:
-            tokens = _TOKEN.findall(text.lower())
+            tokens = _TOKEN.findall(lowered)
             grams = list(tokens)
             for n in range(2, min(self.words, len(tokens)) + 1):
-                grams.extend(" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
+                grams.extend([" ".join(tokens[i:i + n]) for i in range(len(tokens) - n + 1)])
             if grams:
-                parts.append(np.fromiter((zlib.crc32(g.encode("utf-8")) for g in grams), dtype=np.uint64,
-                                         count=len(grams)))
+                parts.append(np.array([zlib.crc32(g.encode("utf-8")) for g in grams], dtype=np.uint64))
         if self.chars is not None:
-            padded = " " + " ".join(text.lower().split()) + " "
-            b = np.frombuffer(padded.encode("utf-8"), dtype=np.uint8).astype(np.uint64)
+            b = np.frombuffer((" " + " ".join(lowered.split()) + " ").encode("utf-8"), dtype=np.uint8).astype(
+                np.uint64)
             lo, hi = self.chars
-            h = np.zeros(len(b), dtype=np.uint64)
-            for n in range(1, hi + 1):  # h[i] = hash of the n bytes starting at i, built up one byte at a time
+            h = b
+            for n in range(2, hi + 1):  # h[i]: a polynomial hash of the n bytes starting at i
                 if n > len(b):
                     break
-                h = (h[: len(b) - n + 1] * np.uint64(1099511628211) + b[n - 1:]) & _MASK
+                h = h[:-1] * _PRIME + b[n - 1:]
                 if n >= lo:
-                    parts.append((h ^ np.uint64(n * 0x51ED27)) * _MULT >> np.uint64(20))
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+                    parts.append(h * _MIX[n])
+            if lo == 1:
+                parts.append(b * _MIX[1])
+        return np.concatenate(parts) >> _SHIFT if parts else np.zeros(0, dtype=np.uint64)
 
     def sparse_one(self, x: Any) -> SparseRow:
-        """One text's (columns, values); an empty text gives an empty row."""
+        """One text's (columns, values): every n-gram occurrence is a column (repeats add up where the row is
+        used: the numpy forward's gather-sum and ``densify``), each worth 1/sqrt(occurrences), so the row has unit
+        l2 norm when no two n-grams share a column. An empty text gives an empty row."""
         if not isinstance(x, str):
             raise TypeError(f"hashed_text features take a str, got {type(x).__name__}")
         h = self._hashes(x)
-        if not len(h):
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        cols, counts = np.unique((h % np.uint64(self.dim)).astype(np.int64), return_counts=True)
-        vals = (1.0 + np.log(counts)).astype(np.float32)
-        vals /= np.float32(np.sqrt(vals @ vals))
-        return cols, vals
+        cols = (h & self._mask).astype(np.int64) if self._mask is not None else (h % np.uint64(self.dim)).astype(
+            np.int64)
+        return cols, np.full(len(cols), 1.0 / np.sqrt(max(len(cols), 1)), dtype=np.float32)
+
+    @property
+    def _mask(self) -> np.uint64 | None:
+        return np.uint64(self.dim - 1) if self.dim & (self.dim - 1) == 0 else None
 
 
 @dataclass(frozen=True)
@@ -131,10 +137,10 @@ Featurizer = HashedTextFeatures | DenseFeatures
 
 
 def densify(rows: Sequence[SparseRow], dim: int) -> np.ndarray:
-    """(n, dim) float32 array of sparse rows (for training and the gate, a mini-batch at a time)."""
+    """(n, dim) float32 array of sparse rows; repeated columns add up (as in the numpy forward's gather-sum)."""
     out = np.zeros((len(rows), dim), dtype=np.float32)
     for i, (cols, vals) in enumerate(rows):
-        out[i, cols] = vals
+        np.add.at(out[i], cols, vals)
     return out
 
 

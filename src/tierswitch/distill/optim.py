@@ -31,6 +31,7 @@ class AdamW:
 
     @torch.no_grad()
     def step(self) -> None:
+        """One update of every parameter that has a gradient."""
         self.t += 1
         b1, b2 = self.betas
         c1, c2 = 1.0 - b1 ** self.t, 1.0 - b2 ** self.t
@@ -45,3 +46,22 @@ class AdamW:
             v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
             denom = (v / c2).sqrt_().add_(self.eps)
             p.addcdiv_(m, denom, value=-step_size)
+
+    @torch.no_grad()
+    def step_rows(self, table: torch.Tensor, m: torch.Tensor, v: torch.Tensor, ids: torch.Tensor,
+                  grad: torch.Tensor) -> None:
+        """The same update for the rows ``ids`` of ``table`` only (their gradient ``grad``), with the moments ``m``
+        and ``v`` of the table; call after ``step()`` of the same iteration. The "lazy" Adam of
+        ``torch.optim.SparseAdam``: a wide sparse first layer costs what the batch touches."""
+        b1, b2 = self.betas
+        t = max(self.t, 1)
+        c1, c2 = 1.0 - b1 ** t, 1.0 - b2 ** t
+        pr, mr, vr = table.index_select(0, ids), m.index_select(0, ids), v.index_select(0, ids)
+        if self.weight_decay:
+            pr.mul_(1.0 - self.lr * self.weight_decay)
+        mr.mul_(b1).add_(grad, alpha=1.0 - b1)
+        vr.mul_(b2).addcmul_(grad, grad, value=1.0 - b2)
+        pr.addcdiv_(mr, (vr / c2).sqrt_().add_(self.eps), value=-self.lr / c1)
+        table.index_copy_(0, ids, pr)
+        m.index_copy_(0, ids, mr)
+        v.index_copy_(0, ids, vr)

@@ -370,6 +370,8 @@ class QueueSink:
 
 def _worker_main(init_bytes: bytes, inq: Any, outq: Any) -> None:
     """The child: rebuild the student from its spec, fill a PriorityBuffer from the queue, run the trainer loop."""
+    import sys
+
     import numpy as np
     import torch
 
@@ -377,8 +379,6 @@ def _worker_main(init_bytes: bytes, inq: Any, outq: Any) -> None:
     from tierswitch.distill.sample import decode_sample
     from tierswitch.distill.student import student_tier
     from tierswitch.distill.trainer import Distiller
-
-    import sys
 
     sys.setswitchinterval(0.001)  # the reader thread gets the GIL back from the trainer's Python glue soon
     init = unpack(init_bytes)

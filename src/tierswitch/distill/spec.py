@@ -62,9 +62,9 @@ class StudentSpec:
                 raise ConfigError("student.classes", "labels must be strings or integers")
 
     @classmethod
-    def for_text(cls, classes: Sequence[Any], hidden: Sequence[int] | int = (256,),
+    def for_text(cls, classes: Sequence[Any], hidden: Sequence[int] | int = (128,),
                  features: Featurizer | dict[str, Any] | None = None) -> StudentSpec:
-        """A text student over ``classes``: hashed word 1-2-grams + char 2-4-grams (``HashedTextFeatures()``)."""
+        """A text student over ``classes``: hashed word 1-2-grams + char 3-4-grams (``HashedTextFeatures()``)."""
         feats = features_from_dict(features) if isinstance(features, dict) else features or HashedTextFeatures()
         labels = list(classes)
         return cls(feats.dim, hidden, len(labels), tuple(labels), feats)  # type: ignore[arg-type]

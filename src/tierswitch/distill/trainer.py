@@ -43,6 +43,33 @@ Row = np.ndarray | SparseRow  # one sample's features: dense, or (columns, value
 log = logging.getLogger("tierswitch.distill")
 
 
+def _as_sparse(row: np.ndarray) -> SparseRow:
+    cols = np.flatnonzero(row)
+    return cols, row[cols]
+
+
+def _sparse_first_layer(model: nn.Module, rows: Sequence[Row], table: torch.Tensor | None, grad: bool = True,
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """For a batch of sparse rows: the logits computed through only the first-layer rows of ``table`` (the first
+    layer's weight, transposed: input_dim x hidden) the batch touches, a gather instead of a dense
+    (batch x input_dim) product; plus the row ids and the gathered slice, whose gradient is the whole first-layer
+    gradient. None for dense rows or without a table."""
+    if table is None or not rows or not all(isinstance(r, tuple) for r in rows):
+        return None
+    cols = np.concatenate([r[0] for r in rows])  # type: ignore[index]
+    vals = np.concatenate([r[1] for r in rows]).astype(np.float32, copy=False)  # type: ignore[index]
+    used, inverse = np.unique(cols, return_inverse=True)
+    x = np.zeros((len(rows), len(used)), dtype=np.float32)
+    owner = np.repeat(np.arange(len(rows)), [len(r[0]) for r in rows])  # type: ignore[index]
+    np.add.at(x, (owner, inverse), vals)
+    ids = torch.from_numpy(used)
+    w = table.index_select(0, ids)
+    if grad:
+        w.requires_grad_(True)
+    h = torch.from_numpy(x) @ w + model[0].bias  # type: ignore[index]
+    return ids, w, model[1:](h)  # type: ignore[index]
+
+
 def _is_float_mlp(module: nn.Module) -> bool:
     return all(isinstance(m, (nn.Sequential, nn.Linear, nn.ReLU)) for m in module.modules())
 
@@ -86,6 +113,10 @@ class Distiller(TrainingLoop):
         self._rng = random.Random(self.config.seed)
         self._model: nn.Module | None = None
         self._optimizer: AdamW | None = None
+        # sparse inputs train the first layer as a transposed table (rows = input columns) with its own Adam
+        # moments, synced into the module before any read (gate, promotion, dense batches)
+        self._rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._dirty = False
         # _lock guards the training copy, optimizer, holdout and counters, and is held only while computing;
         # _take_lock serialises takes (a buffer's cursors) and is never held while training, so replay_step() and
         # gate() from another thread never wait for a take that is waiting for samples.
@@ -108,7 +139,27 @@ class Distiller(TrainingLoop):
     @property
     def model(self) -> nn.Module:
         """The candidate being trained (do not serve it directly: promotion snapshots it)."""
-        return self._ensure_model()
+        model = self._ensure_model()
+        self._sync()
+        return model
+
+    def _table(self, model: nn.Module, rows: Sequence[Row]) -> torch.Tensor | None:
+        """The transposed first-layer table that sparse batches train (made on the first sparse batch)."""
+        if self._rows is None:
+            if not (rows and isinstance(rows[0], tuple) and isinstance(model, nn.Sequential)
+                    and isinstance(model[0], nn.Linear)):
+                return None
+            w = model[0].weight
+            self._rows = (w.detach().T.contiguous(), torch.zeros(w.shape[1], w.shape[0]),
+                          torch.zeros(w.shape[1], w.shape[0]))
+        return self._rows[0]
+
+    def _sync(self) -> None:
+        """Copy the trained first-layer table back into the module (before anything reads the module)."""
+        if self._dirty and self._rows is not None and self._model is not None:
+            with torch.no_grad():
+                self._model[0].weight.copy_(self._rows[0].T)  # type: ignore[index]
+            self._dirty = False
 
     def _features(self, sample: Sample) -> Row:
         if sample.x is not None:
@@ -126,7 +177,7 @@ class Distiller(TrainingLoop):
             if isinstance(r, np.ndarray):
                 out[i] = r
             else:
-                out[i, r[0]] = r[1]
+                np.add.at(out[i], r[0], r[1])  # repeated columns add up, as in the numpy forward
         return out
 
     def _problem(self, x: Row) -> str | None:
@@ -239,26 +290,34 @@ class Distiller(TrainingLoop):
         model = self._ensure_model()
         cfg = self.config
         samples = [s for s, _ in batch]
-        x = torch.from_numpy(self._stack([x for _, x in batch]))
+        rows = [x for _, x in batch]
         teacher = torch.from_numpy(teacher_logits(samples))
         labels = torch.tensor(
             [s.truth if (cfg.use_truth and s.truth is not None) else s.label for s in samples], dtype=torch.int64
         )
-        loss = distill_loss(
-            model(x), teacher, labels, temperature=cfg.temperature, alpha=cfg.alpha, mse_weight=cfg.mse_weight
-        )
+        sparse = _sparse_first_layer(model, rows, self._table(model, rows))
+        if sparse is None:
+            self._sync()
+        logits = model(torch.from_numpy(self._stack(rows))) if sparse is None else sparse[2]
+        loss = distill_loss(logits, teacher, labels, temperature=cfg.temperature, alpha=cfg.alpha,
+                            mse_weight=cfg.mse_weight)
         assert self._optimizer is not None
         self._optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             self.counters["skipped_nonfinite"] += 1
             return False
         loss.backward()
-        norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        clipped = [p for p in model.parameters() if p.grad is not None] + ([sparse[1]] if sparse else [])
+        norm = nn.utils.clip_grad_norm_(clipped, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not torch.isfinite(norm):  # finite loss, non-finite gradient: skip too, weights stay as they were
             self._optimizer.zero_grad(set_to_none=True)
             self.counters["skipped_nonfinite"] += 1
             return False
         self._optimizer.step()
+        if sparse is not None:
+            assert sparse[1].grad is not None and self._rows is not None
+            self._optimizer.step_rows(self._rows[0], self._rows[1], self._rows[2], sparse[0], sparse[1].grad)
+            self._dirty = True
         self.counters["replay_steps" if replay_only else "steps"] += 1
         return True
 
@@ -286,22 +345,40 @@ class Distiller(TrainingLoop):
 
     def _gate(self) -> GateResult:
         model = self._ensure_model()
-        x, y = self._holdout_arrays()
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        self._sync()
+        rows = [x for x, _ in self._holdout]
+        y = np.asarray([label for _, label in self._holdout], dtype=np.int64)
         serving_module, _ = self.tier.snapshot()
-        with torch.inference_mode():
-            model.eval()
-            cand = (model(xt).argmax(1) == yt).numpy() if len(y) else np.zeros(0, bool)
-            model.train()
-            serv = (serving_module(xt).argmax(1) == yt).numpy() if len(y) else np.zeros(0, bool)
+        model.eval()
+        cand = self._predict(model, rows) == y
+        model.train()
+        serv = self._predict(serving_module, rows) == y
         step = self.counters["steps"] + self.counters["replay_steps"]
         result = judge(step, cand, serv, y, self.config.gate)
         self.gates.append(result)
         if result.promote:
-            self._promote(result, x, y)
+            self._promote(result, rows, y)
         return result
 
-    def _promote(self, result: GateResult, x: np.ndarray, y: np.ndarray) -> None:
+    def _predict(self, module: nn.Module, rows: Sequence[Row]) -> np.ndarray:
+        """Argmax class of each row, a chunk at a time: sparse rows through only the first-layer columns they
+        touch (the serving student through its numpy export when it has one), dense rows through the module."""
+        if not rows:
+            return np.zeros(0, dtype=np.int64)
+        served, forward = getattr(self.tier, "_numpy", (None, None))
+        if forward is not None and served is module and all(isinstance(r, tuple) for r in rows):
+            return np.asarray(forward.logits_sparse(rows).argmax(1))  # type: ignore[arg-type]
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(rows), 256):
+                chunk = rows[i:i + 256]
+                table = self._rows[0] if self._rows is not None and module is self._model else None
+                sparse = _sparse_first_layer(module, chunk, table, grad=False)
+                logits = module(torch.from_numpy(self._stack(chunk))) if sparse is None else sparse[2]
+                out.append(logits.argmax(1).numpy())
+        return np.concatenate(out)
+
+    def _promote(self, result: GateResult, rows: Sequence[Row], y: np.ndarray) -> None:
         cfg = self.config
         snapshot = copy.deepcopy(self.model).eval()
         if not all(torch.isfinite(p).all() for p in snapshot.parameters()):
@@ -309,7 +386,7 @@ class Distiller(TrainingLoop):
             return
         served, float_module, spec, int8, variant = snapshot, snapshot, self.spec, False, "float"
         if cfg.int8 or cfg.prune > 0:
-            c = compress(snapshot, self.spec, x, y,  # type: ignore[arg-type]  # a Sequential from build_student
+            c = compress(snapshot, self.spec, self._stack(rows), y,  # type: ignore[arg-type]  # build_student's
                          int8=cfg.int8, prune=cfg.prune, tolerance=cfg.tolerance)
             chosen = next(v for v in c.variants if v.name == c.chosen)
             if chosen.agreement - result.agreement_serving >= cfg.margin:  # else serve the float candidate
