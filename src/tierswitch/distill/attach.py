@@ -230,7 +230,7 @@ def distill_into(
     if worker == "process":
         from tierswitch.distill.process import ProcessTrainer
 
-        trainer: Any = ProcessTrainer(tier, config, queue_size=max(1, queue_size // 32))
+        trainer: Any = ProcessTrainer(tier, config, queue_size=max(queue_size, 8192))
         sink: Any = trainer
     elif worker == "thread":
         from tierswitch.distill.trainer import Distiller

@@ -53,7 +53,8 @@ _STATS_EVERY_S = 0.25
 class ProcessTrainer:
     """Train ``tier``'s student in a child process; promoted weights come back and are swapped into ``tier``.
 
-    It is a sample sink for ``DistillFeeder`` (``put_many``). ``start()`` spawns the child and waits until it is
+    It is a sample sink for ``DistillFeeder`` (``put_many``); at most ``queue_size`` samples wait to be sent
+    (beyond that the oldest are dropped and counted in ``dropped``). ``start()`` spawns the child and waits until it is
     ready; ``finish()`` waits until everything sent so far is trained on (and the owed replay steps are paid);
     ``stop()`` ends the child (joined with a timeout, then terminated: never an orphan). ``events`` lists the
     promotions served, ``rejected`` the versions that failed verification.
@@ -65,7 +66,7 @@ class ProcessTrainer:
         config: DistillConfig | None = None,
         *,
         spec: StudentSpec | None = None,
-        queue_size: int = 2048,
+        queue_size: int = 8192,
         capacity: int = 20_000,
         reservoir: int = 4000,
         on_promote: Callable[[PromotionEvent], None] | None = None,
@@ -118,7 +119,7 @@ class ProcessTrainer:
         ctx = mp.get_context(self.start_method)
         if self.start_method == "forkserver":  # one clean server per parent imports torch once; workers fork it
             ctx.set_forkserver_preload(["tierswitch.distill.trainer", "safetensors.torch"])
-        self._in, self._out = ctx.Queue(maxsize=self.queue_size), ctx.Queue()
+        self._in, self._out = ctx.Queue(maxsize=64), ctx.Queue()  # messages; each carries up to 1024 samples
         init = pack({"spec": self.spec.to_json(), "config": json.dumps(self.config.to_dict()),
                      "capacity": self.capacity, "reservoir": self.reservoir, "token": self._token})
         self._proc = ctx.Process(target=_worker_main, args=(init, self._in, self._out),
@@ -198,13 +199,13 @@ class ProcessTrainer:
                 self.counters["dropped"] += len(blobs)
                 return 0
             self._pending.extend(blobs)
-            excess = len(self._pending) - self.queue_size
-            for _ in range(max(0, excess)):
+            excess = max(0, len(self._pending) - self.queue_size)
+            for _ in range(excess):
                 self._pending.popleft()
-            self.counters["dropped"] += max(0, excess)
-            self.counters["sent"] += len(blobs)
+            self.counters["dropped"] += excess
+            self.counters["sent"] += len(blobs) - excess  # what goes to the worker (the oldest went instead)
             self._cond.notify_all()
-        return len(blobs)
+        return len(blobs) - excess
 
     def _wait_sent(self, timeout_s: float) -> bool:
         with self._cond:
