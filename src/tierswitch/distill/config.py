@@ -43,7 +43,7 @@ class DistillConfig:
     replay_ratio: float = 1.0
     idle_replay: int = 8
     max_busy: float = 0.5
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     temperature: float = 2.0
     alpha: float = 0.5
