@@ -27,7 +27,10 @@ def run_one(workload: str, seed: int, out: Path) -> dict[str, Any]:
     folder = out / f"{workload}-{seed}"
     args = build_parser().parse_args(["--workload", workload, "--seed", str(seed), "--out", str(folder), "--quiet"])
     started = time.perf_counter()
-    summary = run_demo(args)
+    if (folder / "summary.json").exists() and (folder / "requests.csv").exists():  # resume a run already done
+        summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    else:
+        summary = run_demo(args)
     with (folder / "requests.csv").open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     n = len(rows)
@@ -48,8 +51,8 @@ def run_one(workload: str, seed: int, out: Path) -> dict[str, Any]:
         "full_share_first_fifth": full_share(rows[:fifth]), "full_share_last_fifth": full_share(rows[-fifth:]),
         "student_acc": table["always-distilled"]["accuracy"], "teacher_acc": table["always-full"]["accuracy"],
         "agreement_start": student["start"]["agreement"], "agreement_end": student["end"]["agreement"],
-        "distilled_p50_us": table["always-distilled"]["latency_p50_us"],
-        "full_p50_us": table["always-full"]["latency_p50_us"],
+        "distilled_p50_us": table["always-distilled"]["p50_us"],
+        "full_p50_us": table["always-full"]["p50_us"],
         "router_accuracy": table["router"]["accuracy"], "router_cost_reduction": table["router"]["cost_reduction"],
         "trainer": {k: student["distiller"].get(k) for k in ("trained", "steps", "replay_steps", "dropped",
                                                              "backlog_warning")},
@@ -124,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
           "| agreement start->end | distilled/full p50 µs |")
     print("|---|---|---|---|---|---|---|")
     for r in results:
-        fp = "never" if r["first_promotion_share"] is None else f"{r['first_promotion_at']} ({r['first_promotion_share']:.0%})"
+        share = r["first_promotion_share"]
+        fp = "never" if share is None else f"{r['first_promotion_at']} ({share:.0%})"
         print(f"| {r['workload']} | {r['seed']} | {fp} | {r['full_share_first_fifth']:.0%} / "
               f"{r['full_share_last_fifth']:.0%} | {r['student_acc']:.1%} / {r['teacher_acc']:.1%} "
               f"({r['acc_ratio']:.0%}) | {r['agreement_start']:.0%} -> {r['agreement_end']:.0%} | "

@@ -1,9 +1,10 @@
 """Send a workload's stream through the router, one request at a time, and log everything.
 
 During the ``learn`` phase the feeders hand full-tier answers (and shadow samples) to the trainers, each in its
-own worker process (``distill_into``'s default); the stream never waits for them: requests go out in a tight loop,
-as a user's service would send them. Before the ``score`` phase the feeders are detached and each distillation
-finishes (everything fed is trained on, the last promotion is served) and stops: scored inputs train nothing. At every window the student is probed on a fixed set of held-out
+own worker process (``distill_into``'s default); the stream never waits for them: requests go out in a tight
+loop, as a user's service would send them. Before the ``score`` phase the feeders are detached and each
+distillation finishes (everything fed is trained on, the last promotion is served) and stops: scored inputs train
+nothing. At every window the student is probed on a fixed set of held-out
 inputs (agreement with the full tier, accuracy), which trains nothing either.
 """
 

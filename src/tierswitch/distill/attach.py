@@ -216,7 +216,7 @@ def distill_into(
         tier.cost_model = CostModel(per_call=measure_cost(tier, full, list(calibration or [])))
         tier.cost_set = True
     elif cost is not None:
-        tier.cost_model = CostModel(per_call=finite("distill.cost", cost, low=0.0))  # type: ignore[arg-type]
+        tier.cost_model = CostModel(per_call=finite("distill.cost", cost, low=0.0))
         tier.cost_set = True
     elif not tier.cost_set:
         raise ConfigError("distill.cost", f"the student {student!r} has no cost: give student_tier(..., cost=...) "

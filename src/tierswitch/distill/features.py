@@ -1,10 +1,10 @@
 """The student's featuriser, part of its spec: plain data any process can rebuild (no pickled callables).
 
 - ``HashedTextFeatures`` (the text default): word 1..``words``-grams and character ``chars`` n-grams (over the
-  lower-cased text, words joined by single spaces and padded) hashed into ``dim`` columns, sublinear tf,
-  each occurrence worth 1/sqrt(count). A text becomes a *sparse* row (column indices, values): ~100-300 entries,
-  never a dense vector per sample. Hashing is vectorised in numpy (a multiplicative hash of each byte window), so one text costs tens
-  of microseconds, and is stable across processes and machines (no salted ``hash``).
+  lower-cased text, words joined by single spaces and padded) hashed into ``dim`` columns, each occurrence worth
+  1/sqrt(count). A text becomes a *sparse* row (column indices, values): ~100-300 entries, never a dense vector
+  per sample. Hashing is vectorised in numpy (a polynomial hash of each byte window), so one text costs tens of
+  microseconds, and is stable across processes and machines (no salted ``hash``).
 - ``DenseFeatures``: a numeric payload (an image, an embedding) flattened to ``dim`` floats, times ``scale``.
 
 ``features_from_dict`` rebuilds either from its ``to_dict()``; errors name the field (``student.features.dim``).

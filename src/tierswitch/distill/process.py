@@ -116,7 +116,7 @@ class ProcessTrainer:
         """Spawn the worker and wait (at most ``wait_s``: it imports torch) until it takes samples."""
         if self._proc is not None:
             return self
-        ctx = mp.get_context(self.start_method)
+        ctx: Any = mp.get_context(self.start_method)
         if self.start_method == "forkserver":  # one clean server per parent imports torch once; workers fork it
             ctx.set_forkserver_preload(["tierswitch.distill.trainer", "safetensors.torch"])
         self._in, self._out = ctx.Queue(maxsize=64), ctx.Queue()  # messages; each carries up to 1024 samples

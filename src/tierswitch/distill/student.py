@@ -71,20 +71,20 @@ class StudentTier(TorchTier):
                                                   "features, or a spec with features (StudentSpec.for_text)")
         dim = spec.input_dim
         feats = spec.features
-        featurize: Callable[[Any], Any]
+        featurize: Any  # payload -> a dense vector (student_input, dense spec) or a sparse row
         if student_input is not None:
             featurize = student_input
         elif isinstance(feats, DenseFeatures):
             featurize = feats.dense_one
         else:
-            featurize = feats.sparse_one  # type: ignore[union-attr]
+            featurize = feats.sparse_one  # type: ignore[union-attr]  # spec without features: refused above
         self.featurize = featurize
         self.sparse = student_input is None and not isinstance(feats, DenseFeatures)
 
         def preprocess(batch: Sequence[Any]) -> np.ndarray:
             if self.sparse:
                 return densify([featurize(x) for x in batch], dim)
-            return batch_inputs(featurize, batch, dim)
+            return batch_inputs(featurize, batch, dim)  # a dense featuriser
 
         super().__init__(kwargs.pop("name", "distilled"), module, preprocess=preprocess, classes=spec.classes,
                          **kwargs)

@@ -56,11 +56,11 @@ def _sparse_first_layer(model: nn.Module, rows: Sequence[Row], table: torch.Tens
     gradient. None for dense rows or without a table."""
     if table is None or not rows or not all(isinstance(r, tuple) for r in rows):
         return None
-    cols = np.concatenate([r[0] for r in rows])  # type: ignore[index]
-    vals = np.concatenate([r[1] for r in rows]).astype(np.float32, copy=False)  # type: ignore[index]
+    cols = np.concatenate([r[0] for r in rows])
+    vals = np.concatenate([r[1] for r in rows]).astype(np.float32, copy=False)
     used, inverse = np.unique(cols, return_inverse=True)
     x = np.zeros((len(rows), len(used)), dtype=np.float32)
-    owner = np.repeat(np.arange(len(rows)), [len(r[0]) for r in rows])  # type: ignore[index]
+    owner = np.repeat(np.arange(len(rows)), [len(r[0]) for r in rows])
     np.add.at(x, (owner, inverse), vals)
     ids = torch.from_numpy(used)
     w = table.index_select(0, ids)
@@ -171,7 +171,7 @@ class Distiller(TrainingLoop):
     def _stack(self, rows: Sequence[Row]) -> np.ndarray:
         """A dense float32 (n, input_dim) batch of dense vectors and/or sparse rows."""
         if all(isinstance(r, np.ndarray) for r in rows):
-            return np.stack(rows)  # type: ignore[arg-type]
+            return np.stack(rows)  # all dense here
         out = np.zeros((len(rows), self.spec.input_dim), dtype=np.float32)
         for i, r in enumerate(rows):
             if isinstance(r, np.ndarray):
@@ -194,13 +194,14 @@ class Distiller(TrainingLoop):
         in the teacher's answer or the features (``nonfinite_samples``), or features of the wrong width, a teacher
         over the wrong number of classes, or a ``student_input`` that failed on the payload (``invalid_samples``).
         One such sample must not fail its whole batch nor, once held out, every later gate."""
-        usable = []
+        usable: list[tuple[Sample, Row]] = []
         n_classes = (self.spec.n_classes,)
         for sample in samples:
             if not is_finite(sample):
                 self.counters["nonfinite_samples"] += 1
                 continue
             x: Row | None
+            problem: str | None
             try:
                 x = self._features(sample)
             except Exception as exc:  # the user's student_input on this payload
@@ -306,7 +307,7 @@ class Distiller(TrainingLoop):
         if not torch.isfinite(loss):
             self.counters["skipped_nonfinite"] += 1
             return False
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         clipped = [p for p in model.parameters() if p.grad is not None] + ([sparse[1]] if sparse else [])
         norm = nn.utils.clip_grad_norm_(clipped, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         if not torch.isfinite(norm):  # finite loss, non-finite gradient: skip too, weights stay as they were
@@ -367,7 +368,7 @@ class Distiller(TrainingLoop):
             return np.zeros(0, dtype=np.int64)
         served, forward = getattr(self.tier, "_numpy", (None, None))
         if forward is not None and served is module and all(isinstance(r, tuple) for r in rows):
-            return np.asarray(forward.logits_sparse(rows).argmax(1))  # type: ignore[arg-type]
+            return np.asarray(forward.logits_sparse(rows).argmax(1))
         out = []
         with torch.inference_mode():
             for i in range(0, len(rows), 256):
