@@ -27,8 +27,8 @@ class DistillConfig:
     eval_every: gate every K optimizer steps (fresh and replay); holdout_share / holdout_size: share of fresh
     samples set aside (never trained on) and the bound on that recent holdout; margin / z / min_holdout: the gate
     (see ``distill.gate``). Warm-up rule: until the holdout holds ``min_holdout`` items, one fresh sample in
-    ``1 / max(holdout_share, warmup_share)`` goes to it, so with the defaults (min_holdout 60, warmup_share 0.25)
-    the first gate that can promote comes after ~240 teacher samples, whatever the traffic;
+    ``1 / max(holdout_share, warmup_share)`` goes to it, so with the defaults (min_holdout 40, warmup_share 0.33)
+    the first gate that can promote comes after ~120 teacher samples, whatever the traffic;
     int8 / prune / tolerance: compression of the served student; num_threads: torch threads of the trainer thread;
     take_timeout_s: how long an idle background step waits for samples; linger_s: how much longer it waits for a
     partial mini-batch to fill; max_busy: the largest share of wall time the background thread (``start()``) spends
@@ -41,7 +41,7 @@ class DistillConfig:
     batch_size: int = 32
     replay_share: float = 0.25
     replay_ratio: float = 1.0
-    idle_replay: int = 8
+    idle_replay: int = 12
     max_busy: float = 0.5
     lr: float = 1e-2
     weight_decay: float = 0.0
@@ -52,11 +52,11 @@ class DistillConfig:
     grad_clip: float = 5.0
     eval_every: int = 10
     holdout_share: float = 0.1
-    warmup_share: float = 0.25
+    warmup_share: float = 0.33
     holdout_size: int = 1000
     margin: float = 0.01
     z: float = 2.5
-    min_holdout: int = 60
+    min_holdout: int = 40
     int8: bool = False
     prune: float = 0.0
     tolerance: float = 0.01

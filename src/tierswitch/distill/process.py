@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import multiprocessing as mp
+import os
 import queue
 import threading
 import time
@@ -382,6 +383,10 @@ def _worker_main(init_bytes: bytes, inq: Any, outq: Any) -> None:
     from tierswitch.distill.trainer import Distiller
 
     sys.setswitchinterval(0.001)  # the reader thread gets the GIL back from the trainer's Python glue soon
+    try:
+        os.nice(5)  # on a busy machine the scheduler serves requests before training steps
+    except OSError:
+        pass
     init = unpack(init_bytes)
     spec = StudentSpec.from_json(init["spec"])
     config = DistillConfig.from_dict(json.loads(init["config"]))

@@ -9,6 +9,7 @@ path is a numpy forward pass of the promoted weights (``tierswitch.distill.forwa
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -19,9 +20,10 @@ from torch import nn
 from tierswitch.distill.features import DenseFeatures, SparseRow, densify
 from tierswitch.distill.forward import NumpyMLP
 from tierswitch.distill.spec import StudentSpec
-from tierswitch.errors import ConfigError
-from tierswitch.tiers.base import Capabilities, CostModel, RawOutput
+from tierswitch.errors import ConfigError, TierFailure, TierswitchError
+from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, make_prediction
 from tierswitch.tiers.torch import TorchTier
+from tierswitch.types import Prediction
 
 __all__ = ["StudentInput", "StudentSpec", "StudentTier", "batch_inputs", "build_student", "student_tier"]
 
@@ -117,6 +119,31 @@ class StudentTier(TorchTier):
         top = probs.argmax(axis=1)
         classes = self.classes
         return [RawOutput(classes[int(i)] if classes is not None else int(i), row) for i, row in zip(top, probs)]
+
+    def predict_one(self, x: Any, length: int = 0) -> Prediction:
+        """One request without building a batch: featurise, numpy forward, softmax (the router's hot path)."""
+        active = self._active
+        module, forward = self._numpy
+        if forward is None or module is not active[0]:
+            return super().predict_one(x, length)
+        started = time.perf_counter()
+        try:
+            row = self.featurize(x)
+            if self.sparse:
+                logits = forward.logits_sparse([row])[0]
+            else:
+                logits = forward.logits(np.asarray(row, dtype=np.float32).reshape(1, -1))[0]
+            z = np.exp(logits - logits.max(), dtype=np.float64)
+            probs = z / z.sum()
+        except TierswitchError:
+            raise
+        except Exception as exc:  # a featuriser or shape error names this tier
+            raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        top = int(probs.argmax())
+        classes = self.classes
+        raw = RawOutput(classes[top] if classes is not None else top, probs)
+        return make_prediction(raw, self.name, active[1], self.cost_model.cost(length), elapsed)
 
     def swap_student(self, module: nn.Module, spec: StudentSpec, version: str) -> None:
         """Serve ``module`` (built for ``spec``, possibly quantized) as ``version``, atomically."""
