@@ -57,7 +57,8 @@ class ProcessTrainer:
     It is a sample sink for ``DistillFeeder`` (``put_many``); at most ``queue_size`` samples wait to be sent
     (beyond that the oldest are dropped and counted in ``dropped``). ``start()`` spawns the child and waits until it is
     ready; ``finish()`` waits until everything sent so far is trained on (and the owed replay steps are paid);
-    ``stop()`` ends the child (joined with a timeout, then terminated: never an orphan). ``events`` lists the
+    ``stop()`` ends the child (joined with a timeout, then terminated: never an orphan). ``nice`` > 0 lowers the
+    worker's CPU priority (serving first under contention; training then lags on a busy machine). ``events`` lists the
     promotions served, ``rejected`` the versions that failed verification.
     """
 
@@ -73,6 +74,7 @@ class ProcessTrainer:
         on_promote: Callable[[PromotionEvent], None] | None = None,
         warn_after: int = 20,
         start_method: str = "forkserver",
+        nice: int = 0,
     ) -> None:
         positive("distill.queue_size", queue_size, integer=True)
         positive("distill.capacity", capacity, integer=True)
@@ -91,6 +93,7 @@ class ProcessTrainer:
         self.on_promote = on_promote
         self.warn_after = warn_after
         self.start_method = start_method
+        self.nice = nice
         self.events: list[PromotionEvent] = []
         self.rejected: set[str] = set()
         self.counters = {"sent": 0, "dropped": 0, "promotions": 0, "rejected": 0}
@@ -122,7 +125,8 @@ class ProcessTrainer:
             ctx.set_forkserver_preload(["tierswitch.distill.trainer", "safetensors.torch"])
         self._in, self._out = ctx.Queue(maxsize=64), ctx.Queue()  # messages; each carries up to 1024 samples
         init = pack({"spec": self.spec.to_json(), "config": json.dumps(self.config.to_dict()),
-                     "capacity": self.capacity, "reservoir": self.reservoir, "token": self._token})
+                     "capacity": self.capacity, "reservoir": self.reservoir, "token": self._token,
+                     "nice": self.nice})
         self._proc = ctx.Process(target=_worker_main, args=(init, self._in, self._out),
                                  name=f"tierswitch-distill-{self.tier.name}", daemon=True)
         self._proc.start()
@@ -383,11 +387,12 @@ def _worker_main(init_bytes: bytes, inq: Any, outq: Any) -> None:
     from tierswitch.distill.trainer import Distiller
 
     sys.setswitchinterval(0.001)  # the reader thread gets the GIL back from the trainer's Python glue soon
-    try:
-        os.nice(5)  # on a busy machine the scheduler serves requests before training steps
-    except OSError:
-        pass
     init = unpack(init_bytes)
+    if init.get("nice"):
+        try:
+            os.nice(int(init["nice"]))  # the scheduler serves requests before training steps
+        except OSError:
+            pass
     spec = StudentSpec.from_json(init["spec"])
     config = DistillConfig.from_dict(json.loads(init["config"]))
     torch.set_num_threads(config.num_threads)
