@@ -28,7 +28,8 @@ class DistillConfig:
     samples set aside (never trained on) and the bound on that recent holdout; margin / z / min_holdout: the gate
     (see ``distill.gate``). Warm-up rule: until the holdout holds ``min_holdout`` items, one fresh sample in
     ``1 / max(holdout_share, warmup_share)`` goes to it, so with the defaults (min_holdout 40, warmup_share 0.33)
-    the first gate that can promote comes after ~120 teacher samples, whatever the traffic;
+    the first gate that can promote comes after ~120 teacher samples, whatever the traffic (holdout_share 0: no
+    holdout at all);
     int8 / prune / tolerance: compression of the served student; num_threads: torch threads of the trainer thread;
     take_timeout_s: how long an idle background step waits for samples; linger_s: how much longer it waits for a
     partial mini-batch to fill; max_busy: the largest share of wall time the background thread (``start()``) spends

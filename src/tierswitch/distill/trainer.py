@@ -248,7 +248,7 @@ class Distiller(TrainingLoop):
             train: list[tuple[Sample, Row]] = []
             for sample, x in self._usable(taken.samples):  # the dropped ones are never trained on nor replayed
                 share = self.config.holdout_share
-                if len(self._holdout) < self.config.min_holdout:  # warm-up: fill the gate's holdout sooner
+                if share > 0 and len(self._holdout) < self.config.min_holdout:  # warm-up: fill the holdout sooner
                     share = max(share, self.config.warmup_share)
                 if self._rng.random() < share:
                     self._holdout.append((x, int(sample.label)))
