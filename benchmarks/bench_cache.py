@@ -4,6 +4,10 @@
 
 Reads REDIS_URL (default redis://127.0.0.1:6379/15) and works under a unique namespace that it purges afterwards.
 Ratios (p50 against p50 in the same run):
+- "async redis hit": cache.aget (redis.asyncio) vs cache.get (sync), interleaved, both timed inside the call;
+- "async redis batch 64": aget_many of 64 keys vs 64 awaited single GETs on the same redis.asyncio client;
+- "memory hit: frozen outputs": a MemoryCache hit with frozen outputs vs the old shared-object cache vs a msgpack
+  decode of the same envelope (the alternative design), per output kind;
 - "redis hit": router(x) served from RedisCache vs a raw redis-py GET of the very bytes it reads (target <= 1.25x);
 - "redis batch 64": cache.get_many of 64 keys vs 64 single GETs (target >= 10x faster);
 - "codec": msgpack envelope encode+decode of a typical result (77 class probabilities) vs json of the same data.
@@ -171,3 +175,131 @@ def test_codec_json(benchmark) -> None:
     out = benchmark.pedantic(round_trip, rounds=ROUNDS, iterations=1, warmup_rounds=200)
     assert np.array_equal(out.probs, PROBS)
     benchmark.extra_info["bytes"] = len(dumps())
+
+
+# -- async paths (redis.asyncio) ---------------------------------------------------------------------------------------
+# Each async figure is timed inside the coroutine (perf_counter around the await), so the event loop's own
+# run_until_complete cost is not in it; the sync figure it is compared with is timed the same way in the same rounds.
+import asyncio  # noqa: E402
+
+from tierswitch.cache.memory import MemoryCache  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def loop(cache: RedisCache) -> Iterator[asyncio.AbstractEventLoop]:
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.run_until_complete(cache.aclose())
+    lp.close()
+
+
+def test_async_hit_vs_sync_hit(benchmark, cache: RedisCache, router: Router, loop) -> None:
+    """cache.aget (redis.asyncio, pooled) against cache.get (sync, per-thread connection), interleaved."""
+    benchmark.group = "async redis hit"
+    hit = router(TEXT)
+    args = (hit.tier, hit.tier_version, hit.digest)
+    key, client = cache.key(*args), cache.client
+    sync_times: list[float] = []
+    raw_sync: list[float] = []
+    raw_async: list[float] = []
+
+    async def one() -> float:
+        started = time.perf_counter()
+        await cache.async_client().mget([key])
+        raw_async.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        got = await cache.aget(*args)
+        took = time.perf_counter() - started
+        assert got is not None
+        return took
+
+    def sync_first() -> None:
+        started = time.perf_counter()
+        client.mget([key])
+        raw_sync.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        cache.get(*args)
+        sync_times.append(time.perf_counter() - started)
+
+    async_times: list[float] = []
+    benchmark.pedantic(lambda: async_times.append(loop.run_until_complete(one())), setup=sync_first,
+                       rounds=ROUNDS, iterations=1, warmup_rounds=200)
+    a, s = statistics.median(async_times[200:]), statistics.median(sync_times[200:])
+    ra, rs = statistics.median(raw_async[200:]), statistics.median(raw_sync[200:])
+    benchmark.extra_info.update(async_aget_p50_us=round(a * 1e6, 2), sync_get_p50_us=round(s * 1e6, 2),
+                                async_over_sync=round(a / s, 3), raw_async_mget_p50_us=round(ra * 1e6, 2),
+                                raw_sync_mget_p50_us=round(rs * 1e6, 2), aget_over_raw_async=round(a / ra, 3),
+                                get_over_raw_sync=round(s / rs, 3))
+
+
+def test_async_get_many_64_vs_64_async_gets(benchmark, cache: RedisCache, keys64, loop) -> None:
+    """aget_many of 64 keys (one MGET) against 64 awaited single GETs on the same redis.asyncio client."""
+    benchmark.group = "async redis batch 64"
+    names = [cache.key(*k) for k in keys64]
+    many: list[float] = []
+    singles: list[float] = []
+
+    async def both() -> None:
+        client = cache.async_client()
+        started = time.perf_counter()
+        got = await cache.aget_many(keys64)
+        many.append(time.perf_counter() - started)
+        assert all(g is not None for g in got)
+        started = time.perf_counter()
+        for name in names:
+            await client.get(name)
+        singles.append(time.perf_counter() - started)
+
+    benchmark.pedantic(lambda: loop.run_until_complete(both()), rounds=300, iterations=1, warmup_rounds=10)
+    m, s = statistics.median(many), statistics.median(singles)
+    benchmark.extra_info.update(aget_many_64_p50_us=round(m * 1e6, 1), gets_64_p50_us=round(s * 1e6, 1),
+                                speedup=round(s / m, 2))
+
+
+# -- the cost of frozen outputs on a memory hit --------------------------------------------------------------------
+class _SharedOutputs(MemoryCache):
+    """The memory cache before issue 14 (3): stores and serves the caller's own object (for comparison only)."""
+
+    def _prepare(self, items):  # type: ignore[no-untyped-def]
+        from tierswitch.cache.memory import _Entry
+
+        return [(0, _Entry(0.0, p, 0, False)) for _, p in items]
+
+
+OUTPUTS = {
+    "label": "card_arrival",
+    "list10": [float(i) for i in range(10)],
+    "dict77": {"label": "card_arrival", "scores": [float(x) for x in PROBS]},
+    "array77": np.array(PROBS),
+}
+
+
+@pytest.mark.parametrize("kind", list(OUTPUTS))
+def test_memory_hit_frozen_vs_shared(benchmark, kind: str) -> None:
+    """A memory lookup hit now (frozen: immutable outputs shared, mutable ones copied per hit) against the old
+    shared-object cache and against a msgpack round trip of the envelope (the alternative design), same rounds."""
+    benchmark.group = "memory hit: frozen outputs"
+    p = Prediction(OUTPUTS[kind], "full", "1", 10.0, 0.0123, PROBS, float(PROBS.max()))
+    frozen, shared = MemoryCache(), _SharedOutputs()
+    frozen.set("d", p)
+    shared.set("d", p)
+    env = encode(p, 1.7e9)
+    tiers = [("full", "1")]
+    old: list[float] = []
+    packed: list[float] = []
+
+    def others_first() -> None:
+        started = time.perf_counter()
+        shared.lookup("d", tiers)
+        old.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        decode(env)
+        packed.append(time.perf_counter() - started)
+
+    benchmark.pedantic(frozen.lookup, args=("d", tiers), setup=others_first, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=200)
+    mine = benchmark.stats.stats.median
+    o, m = statistics.median(old), statistics.median(packed)
+    benchmark.extra_info.update(shared_p50_us=round(o * 1e6, 2), msgpack_decode_p50_us=round(m * 1e6, 2),
+                                frozen_over_shared=round(mine / o, 3),
+                                frozen_minus_shared_us=round((mine - o) * 1e6, 2))

@@ -1,30 +1,32 @@
-"""The cache contract (tests/contracts/cache_contract.py) against every backend: memory, and Redis for real."""
+"""The cache contract (tests/contracts/cache_contract.py) against every backend, memory and Redis (for real), through
+the sync methods and through the async ones (``ViaAsync``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
 import pytest
-from tests.contracts.cache_contract import CacheContract
+from tests.contracts.cache_contract import CacheContract, ViaAsync
 
 from tierswitch.cache.base import Cache
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.cache.redis import RedisCache
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "memory-async", "redis-async"])
 def cache_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Cache]]:
-    if request.param == "memory":
-        yield MemoryCache
+    wrap: Callable[[Cache], Cache] = ViaAsync if request.param.endswith("-async") else lambda c: c  # type: ignore[assignment]
+    if request.param.startswith("memory"):
+        yield lambda: wrap(MemoryCache())
         return
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
     made: list[RedisCache] = []
 
     def make() -> Cache:
-        cache = RedisCache(url, namespace=prefix)
+        cache = RedisCache(url, namespace=prefix, socket_timeout_s=5)  # a slow reply on a loaded box is no miss
         made.append(cache)
-        return cache
+        return wrap(cache)
 
     yield make
     for cache in made:

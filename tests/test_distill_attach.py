@@ -88,8 +88,8 @@ def test_student_spec_errors_name_the_field(kwargs, field):
     assert info.value.field == field
 
 
-def test_spec_takes_numpy_labels_and_an_int_hidden_and_round_trips():
-    spec = StudentSpec(np.int64(64), 16, 3, np.array(["a", "b", "c"]), {"kind": "dense", "dim": 64})
+def test_spec_takes_numpy_labels_and_numbers_and_round_trips():
+    spec = StudentSpec(np.int64(64), np.array([16]), 3, np.array(["a", "b", "c"]), {"kind": "dense", "dim": 64})
     assert spec.hidden == (16,) and spec.classes == ("a", "b", "c") and type(spec.classes[0]) is str
     assert StudentSpec.from_json(spec.to_json()) == spec
     text = StudentSpec.for_text(np.arange(5))

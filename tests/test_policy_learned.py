@@ -18,7 +18,7 @@ from tests.banking77_models import load, train_strong, train_weak
 from tests.contracts.policy_contract import TIER_NAMES, PolicyContract, make_context
 from tests.test_policy_bandit import ARMS, LAM, load_gsm8k
 
-from tierswitch.config import register_estimator, register_policy
+from tierswitch.config import estimator_from_config, policy_from_config, register_estimator
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.learned import LearnedEstimator
 from tierswitch.policies.learned import LearnedPolicy, from_config
@@ -27,7 +27,7 @@ from tierswitch.tiers import SklearnTier
 from tierswitch.tiers.base import CostModel
 from tierswitch.types import Request, RoutingContext
 
-register_policy("learned", "tierswitch.policies.learned:from_config")  # the line config.py gets; idempotent
+# "learned" is registered by config.py with the estimator builder injected (policies never import config.py)
 
 
 class TextCorrectness:
@@ -144,9 +144,9 @@ def test_config_round_trip_and_errors_name_the_field(tmp_path) -> None:
     config = {"kind": "learned", "tiers": ["base", "full"], "model": {"kind": "tier_table",
                                                                        "probabilities": {"base": 0.9, "full": 0.95}},
               "threshold": 0.8}
-    policy = from_config(config)
+    policy = from_config(config, build_estimator=estimator_from_config)
     assert policy.to_config() == config
-    assert from_config(policy.to_config()).decide(make_context(0.5)).tier == "base"
+    assert policy_from_config(policy.to_config()).decide(make_context(0.5)).tier == "base"
     bad = [
         ({"kind": "learned", "tiers": ["base", "full"]}, "policy.model"),
         ({"kind": "learned", "model": config["model"]}, "policy.tiers"),
@@ -159,7 +159,7 @@ def test_config_round_trip_and_errors_name_the_field(tmp_path) -> None:
     ]
     for broken, field in bad:
         with pytest.raises(ConfigError) as info:
-            from_config(broken)
+            policy_from_config(broken)
         assert info.value.field == field, (broken, info.value)
 
 
@@ -170,8 +170,8 @@ def test_saved_learned_estimator_loads_through_config(tmp_path) -> None:
         [data["prompts"][i] for i in rows], data["quality"][rows], tiers=list(ARMS))
     estimator.save(tmp_path / "router-model")
     direct = LearnedPolicy(estimator, ARMS, threshold=0.7)
-    loaded = from_config({"kind": "learned", "tiers": list(ARMS), "threshold": 0.7,
-                          "model": {"kind": "learned", "path": str(tmp_path / "router-model")}})
+    loaded = policy_from_config({"kind": "learned", "tiers": list(ARMS), "threshold": 0.7,
+                                 "model": {"kind": "learned", "path": str(tmp_path / "router-model")}})
     assert loaded.to_config()["model"] == {"kind": "learned", "path": str(tmp_path / "router-model")}
     decisions = []
     for i in range(400, 700):

@@ -12,8 +12,8 @@ import pytest
 
 from redis_server import RedisServer, free_port
 from tierswitch import CallableTier, Fixed, Router
+from tierswitch.cache import RedisSingleFlight
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import RedisSingleFlight
 from tierswitch.errors import ConfigError
 from tierswitch.metrics import Registry, RouterMetrics
 

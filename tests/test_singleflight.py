@@ -12,14 +12,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 import redis
 from tests.contracts.cache_contract import prediction
 
+from tierswitch.cache import Outcome, RedisSingleFlight, SingleFlight
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import RedisSingleFlight, SingleFlight
 from tierswitch.errors import ConfigError
 from tierswitch.policies import Fixed
 from tierswitch.router import Router
@@ -293,7 +294,7 @@ WORKER = r"""
 import json, os, sys, threading, time
 import redis
 from tierswitch.cache.redis import RedisCache
-from tierswitch.cache.singleflight import RedisSingleFlight
+from tierswitch.cache import RedisSingleFlight
 from tierswitch.types import Prediction
 
 url, ns, n_procs, n_threads = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -364,7 +365,7 @@ def test_processes_stampede_calls_the_full_tier_once(redis_url: str, redis_prefi
 
 @pytest.fixture
 def rcache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
-    cache = RedisCache(redis_url, namespace=redis_prefix)
+    cache = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5)
     yield cache
     cache.close()
 
@@ -452,3 +453,156 @@ def test_a_router_that_waits_on_another_process_counts_and_records_its_request_o
     assert (out.output, out.cached, out.cost) == ("full:q", True, 0.0)
     assert b.stats.snapshot()["requests"] == 1 and b.stats.snapshot()["cache_hits"] == 1
     assert [r.request_id for r in records] == [out.request_id]  # type: ignore[attr-defined]
+
+
+# -- one protocol, two shells ---------------------------------------------------------------------------------------
+def test_the_async_shell_skips_the_recheck_when_no_flight_finished_since_the_epoch() -> None:
+    sf, rechecks = SingleFlight(), Counter()
+
+    def recheck() -> str | None:
+        rechecks["n"] += 1
+        return None
+
+    async def compute() -> str:
+        return "computed"
+
+    async def main() -> tuple[str, str]:
+        skipped = await sf.ado_outcome("k", compute, recheck, sf.completed)  # nothing finished since: no recheck
+        stale = sf.completed - 1  # a flight finished after this caller's own miss: recheck first
+        checked = await sf.ado_outcome("k", compute, recheck, stale)
+        return skipped.role, checked.role
+
+    assert asyncio.run(main()) == ("leader", "leader") and rechecks["n"] == 1
+    assert sf.do_outcome("k", lambda: "sync", recheck, sf.completed).role == "leader" and rechecks["n"] == 1
+
+
+def test_an_async_lock_holder_that_fails_hands_over_and_releases_its_lock(rcache: RedisCache) -> None:
+    holder, other = RedisSingleFlight(rcache, poll_s=0.001), RedisSingleFlight(rcache, poll_s=0.001)
+    lock = f"{rcache.namespace}:lock:d"
+
+    async def main() -> tuple[str, str]:
+        async def failing() -> Prediction:
+            await await_until(lambda: other.lock_waits == 1, "the other flight to wait on the lock")
+            raise RuntimeError("full tier crashed")
+
+        async def recompute() -> Prediction:
+            return prediction("computed after takeover")
+
+        first = asyncio.ensure_future(holder.ado_outcome("d", failing, lambda: rcache.aget("full", "1", "d")))
+        await await_until(lambda: rcache.client.exists(lock) == 1, "the async holder to take the lock")
+        mine = await other.ado_outcome("d", recompute, lambda: rcache.aget("full", "1", "d"))
+        with pytest.raises(RuntimeError, match="crashed"):
+            await first
+        await rcache.aclose()
+        return mine.role, mine.value.output
+
+    assert asyncio.run(main()) == ("leader", "computed after takeover")
+    assert rcache.client.exists(lock) == 0, "the lock is released after use"
+
+
+@pytest.mark.parametrize("when", ["taking the lock", "computing"])
+def test_a_cancelled_async_lock_holder_releases_its_lock(rcache: RedisCache, when: str) -> None:
+    """Cancelled while its SET NX is on the wire (redis.asyncio on 3.11 can swallow that cancel: the cache
+    re-delivers it) or while computing: either way the lock is given back and the flight is abandoned."""
+    sf = RedisSingleFlight(rcache)
+    lock = f"{rcache.namespace}:lock:k"
+
+    async def main() -> None:
+        gate, started = asyncio.Event(), asyncio.Event()
+
+        async def hang() -> str:
+            started.set()
+            await gate.wait()
+            return "never"
+
+        await rcache.aget("full", "1", "warm")  # the loop's client is connected: the SET is the only await
+        task = asyncio.ensure_future(sf.ado("k", hang))
+        if when == "computing":
+            await started.wait()
+        else:
+            await asyncio.sleep(0)  # the task has sent SET NX and waits for the reply
+        task.cancel()
+        await asyncio.wait({task}, timeout=10)  # a lost cancel would leave it waiting on the gate forever
+        gate.set()
+        assert task.cancelled(), "the cancel was swallowed: the holder went on to compute"
+        await rcache.aclose()
+
+    asyncio.run(main())
+    assert rcache.client.exists(lock) == 0 and sf.in_flight() == 0
+
+
+def test_an_async_waiter_computes_itself_after_the_wait_timeout(rcache: RedisCache) -> None:
+    now = [0.0]
+
+    async def fake_sleep(s: float) -> None:  # time moves only when the waiter sleeps
+        now[0] += s
+
+    sf = RedisSingleFlight(rcache, wait_timeout_s=1.0, poll_s=0.25, clock=lambda: now[0], asleep=fake_sleep)
+    rcache.client.set(f"{rcache.namespace}:lock:d", b"a crashed holder", px=60_000)
+
+    async def main() -> Any:
+        async def compute() -> str:
+            return "computed"
+
+        try:
+            return await sf.ado_outcome("d", compute, lambda: None)
+        finally:
+            await rcache.aclose()
+
+    out = asyncio.run(main())
+    assert (out.value, out.role, sf.lock_timeouts, now[0]) == ("computed", "leader", 1, 1.0)
+
+
+def test_the_async_shell_takes_the_lock_with_redis_asyncio() -> None:
+    from tests.redis_server import RedisServer
+
+    with RedisServer() as server:
+        cache = RedisCache(server.url, namespace="flight")
+        sf = RedisSingleFlight(cache)
+        admin = server.client()
+
+        async def main() -> Outcome:
+            async def compute() -> str:
+                return "v"
+
+            try:
+                return await sf.ado_outcome("k", compute)
+            finally:
+                await cache.aclose()
+
+        assert asyncio.run(main()) == Outcome("v", "leader")
+        stats = admin.info("commandstats")
+        assert stats["cmdstat_set"]["calls"] == 1 and stats["cmdstat_eval"]["calls"] == 1
+        assert len(admin.client_list()) == 1, "only the admin is still connected: the async client was closed"
+        assert "conn" not in cache._local.__dict__, "the sync client was never used"
+        admin.close()
+        cache.close()
+
+
+def test_the_cache_package_has_no_import_cycle() -> None:
+    import ast
+    import pathlib
+
+    import tierswitch.cache as pkg
+
+    root = pathlib.Path(pkg.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        name = f"tierswitch.cache.{path.stem}" if path.stem != "__init__" else "tierswitch.cache"
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):  # function-level and TYPE_CHECKING imports included
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tierswitch.cache."):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("tierswitch.cache."))
+        graph[name] = deps
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        for dep in graph.get(start, ()):
+            if dep == target or (dep not in seen and reaches(dep, target, seen | {dep})):
+                return True
+        return False
+
+    cyclic = [m for m in graph if m != "tierswitch.cache" and reaches(m, m, set())]
+    assert cyclic == []
+    assert "tierswitch.cache.redis_flight" not in graph["tierswitch.cache.singleflight"]

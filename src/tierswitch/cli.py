@@ -19,7 +19,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("tierswitch.demo:demo_main", "adaptive tier switching on real data, end to end (the first command)"),
     "bench": ("tierswitch.bench.cli:bench_main", "cost vs accuracy from recorded outcomes (replay) or live tiers"),
     "tune": ("tierswitch.bench.cli:tune_main", "pick a policy config that meets a target, and write it"),
+    "serve": ("tierswitch.serve.main:main", "the OpenAI-compatible routing gateway (Starlette under uvicorn)"),
     "distill-worker": ("tierswitch.distill.worker:main", "train the student from a fleet's Redis sample stream"),
+    "distill": ("tierswitch.distill.export:main", "export full-tier LLM answers as chat fine-tuning JSONL (export)"),
 }
 
 

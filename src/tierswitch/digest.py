@@ -61,18 +61,35 @@ def _encode(x: Any, h: Any, depth: int) -> None:
     elif isinstance(x, bool) or x is None:
         h.update(b"b" + repr(x).encode())
     elif isinstance(x, int):
-        h.update(b"i" + str(x).encode() + b";")
+        if x.bit_length() <= 1024:
+            h.update(b"i" + str(x).encode() + b";")
+        else:  # str() of a > 4300-digit int raises (Python's int-to-str limit); its bytes do not, and are bounded
+            data = x.to_bytes((x.bit_length() + 8) // 8, "little", signed=True)
+            h.update(b"I" + struct.pack("<Q", len(data)) + data)
     elif isinstance(x, float):
         if not math.isfinite(x):
             raise NonFiniteInput(f"input holds {x}; replace NaN/inf before routing")
         h.update(b"f" + struct.pack("<d", x))
     elif isinstance(x, np.ndarray):
+        if isinstance(x, np.ma.MaskedArray):  # the mask is not in the bytes: two inputs would share one key
+            raise UnsupportedInput(
+                "masked arrays cannot be routed (the mask would not be part of the cache key, and NaN under the "
+                "mask would pass); pass a.filled(value), or the data and the mask as two arrays"
+            )
+        if isinstance(h, _Bounded) and x.nbytes > h.left:  # before any copy: a broadcast view can be GBs
+            raise InputTooLarge(
+                f"input array is {x.nbytes} bytes (shape {_shape(x)}), over the router's max of {h.limit} bytes; "
+                "split it, or raise max_input_bytes"
+            )
         if x.dtype.kind not in "biufc":
             raise UnsupportedInput(f"arrays of dtype {x.dtype} cannot be routed; use a numeric dtype")
-        if x.dtype.kind in "fc" and not np.isfinite(x).all():
-            raise NonFiniteInput("input array holds NaN or inf; clean it before routing")
-        h.update(b"a" + x.dtype.str.encode() + repr(x.shape).encode())
-        h.update(np.ascontiguousarray(x).data)
+        try:
+            if x.dtype.kind in "fc" and not np.isfinite(x).all():
+                raise NonFiniteInput("input array holds NaN or inf; clean it before routing")
+            h.update(b"a" + x.dtype.str.encode() + repr(x.shape).encode())
+            h.update(np.ascontiguousarray(x).data)
+        except MemoryError:  # no max_input_bytes and an array (or a broadcast view) larger than memory
+            raise InputTooLarge(f"input array of {x.nbytes} bytes does not fit in memory; split it") from None
     elif isinstance(x, Mapping):
         for key in x:
             if not isinstance(key, str):
@@ -94,6 +111,11 @@ def _encode(x: Any, h: Any, depth: int) -> None:
         raise UnsupportedInput(
             f"cannot build a cache key for a {type(x).__name__}; pass str, numbers, lists, dicts or numpy arrays"
         )
+
+
+def _shape(x: np.ndarray) -> str:
+    shape = "x".join(map(str, x.shape[:8]))
+    return shape + ("x..." if x.ndim > 8 else "")
 
 
 def digest_of(x: Any, max_bytes: int | None = None) -> str:

@@ -63,7 +63,8 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 def pack(obj: Any) -> bytes:
     """Encode ``obj`` (plain data and numpy arrays) to msgpack bytes."""
-    return msgpack.packb(obj, default=_default, use_bin_type=True)
+    data: bytes = msgpack.packb(obj, default=_default, use_bin_type=True)
+    return data
 
 
 def unpack(data: bytes) -> Any:

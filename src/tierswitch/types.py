@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from tierswitch.policies.base import Policy
-    from tierswitch.tiers.base import Tier
-
 __all__ = [
+    "Accepting",
     "Decision",
     "DecisionRecord",
     "Features",
@@ -26,12 +24,39 @@ __all__ = [
     "Request",
     "Routed",
     "RoutingContext",
+    "TierView",
     "TraceStep",
     "Usage",
 ]
 
 Modality = Literal["text", "image", "tabular", "multimodal"]
 MODALITIES: tuple[str, ...] = ("text", "image", "tabular", "multimodal")
+
+
+class PriceView(Protocol):
+    """A tier's price as policies read it (``tiers.base.CostModel`` is one)."""
+
+    def cost(self, length: int) -> float: ...
+
+
+class TierView(Protocol):
+    """What a policy may read of a tier through the ``RoutingContext`` (``tiers.base.Tier`` is one). A protocol,
+    so this ground module names no higher floor."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def cost_model(self) -> PriceView: ...
+
+
+class Accepting(Protocol):
+    """The part of a policy the router calls after a tier answered (``policies.base.Policy`` is one)."""
+
+    def accept(self, ctx: RoutingContext, prediction: Prediction) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +129,7 @@ class Decision:
 
     tier: str | None
     reason: str
-    policy: Policy | None = None
+    policy: Accepting | None = None
     propensity: float = 1.0
 
 
@@ -169,18 +194,20 @@ class RoutingContext:
     ``capable`` lists the names of the tiers that accept this input, cheapest first (the capability filter has
     already run). ``predictions`` holds every prediction made so far for this request (probes and cascade steps),
     by tier name; ``tried`` lists tiers called in order; ``agreement`` is each tier's live agreement with the most
-    expensive tier (from shadow samples), when known.
+    expensive tier (from shadow samples), when known. ``verdicts`` is where a policy's ``accept`` may say, per tier,
+    which signal decided and why (e.g. ``"verifier 0.31 < 0.50"``); the router puts it in the trace.
     """
 
     request: Request
     features: Features
     score: float
     capable: tuple[str, ...]
-    tiers: Mapping[str, Tier]
+    tiers: Mapping[str, TierView]
     meta: Mapping[str, Any] = field(default_factory=dict)
     predictions: dict[str, Prediction] = field(default_factory=dict)
     tried: list[str] = field(default_factory=list)
     agreement: Mapping[str, float] = field(default_factory=dict)
+    verdicts: dict[str, str] = field(default_factory=dict)
 
     def next_capable(self, after: str) -> str | None:
         """The next more expensive capable tier after ``after`` that was not tried yet, or None."""

@@ -7,13 +7,16 @@ order asked, misses as None; (5) keeps per-tier hit/miss/set statistics; (6) del
 from many threads at once.
 
 Use: define a ``cache_factory`` fixture returning a zero-argument callable that builds a fresh, empty cache (its
-entries are cleared after each test), and subclass ``CacheContract``.
+entries are cleared after each test), and subclass ``CacheContract``. ``ViaAsync(cache)`` runs the same contract
+through the async methods (``aget_many``, ``alookup``, ``aset_many``, ``adelete``): each call is one
+``asyncio.run``, so every call also starts a fresh event loop (a Redis cache makes and closes a client per loop).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +51,45 @@ def assert_same(got: Prediction | None, want: Prediction) -> None:
     else:
         assert got.probs is not None and got.probs.dtype == want.probs.dtype
         assert got.probs.tobytes() == want.probs.tobytes(), "probabilities must round-trip bit-exact"
+
+
+class ViaAsync:
+    """The sync Cache surface, served by a cache's async methods (everything else passes through)."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.inner = cache
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _run(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        async def once() -> Any:
+            try:
+                return await op()
+            finally:
+                aclose = getattr(self.inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        return asyncio.run(once())
+
+    def get(self, tier: str, version: str, digest: str) -> Prediction | None:
+        return self._run(lambda: self.inner.aget(tier, version, digest))  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Sequence[tuple[str, str, str]]) -> list[Prediction | None]:
+        return self._run(lambda: self.inner.aget_many(keys))  # type: ignore[no-any-return]
+
+    def lookup(self, digest: str, tiers: Sequence[tuple[str, str]]) -> Prediction | None:
+        return self._run(lambda: self.inner.alookup(digest, tiers))  # type: ignore[no-any-return]
+
+    def set(self, digest: str, p: Prediction, *, checked: bool = False) -> bool:
+        return self._run(lambda: self.inner.aset(digest, p, checked=checked))  # type: ignore[no-any-return]
+
+    def set_many(self, items: Sequence[tuple[str, Prediction]], *, checked: bool = False) -> int:
+        return self._run(lambda: self.inner.aset_many(items, checked=checked))  # type: ignore[no-any-return]
+
+    def delete(self, tier: str, version: str, digest: str) -> None:
+        self._run(lambda: self.inner.adelete(tier, version, digest))
 
 
 class CacheContract:

@@ -7,5 +7,8 @@ package is imported, which ``import tierswitch`` does), so the core never import
 
 from tierswitch.assembly.from_config import router_from_config
 from tierswitch.assembly.reload import ReloadingRouter
+from tierswitch.router import set_assembler
+
+set_assembler(router_from_config)
 
 __all__ = ["ReloadingRouter", "router_from_config"]

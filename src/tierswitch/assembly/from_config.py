@@ -10,7 +10,8 @@ from tierswitch.config import cache_from_config, estimator_from_config, load_con
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
 from tierswitch.tiers.callable import CallableTier
-from tierswitch.validation import number, only_keys, positive, rebased, section
+from tierswitch.tiers.openai_factory import openai_tier
+from tierswitch.validation import check_bounds, describe, number, only_keys, positive, rebased, section
 
 if TYPE_CHECKING:
     from tierswitch.router import Router
@@ -33,7 +34,7 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
         model = CostModel(number(config, "cost", field, 0.0, 0.0))
     modalities = config.get("modalities")
     if modalities is not None and (not isinstance(modalities, list) or not all(isinstance(m, str) for m in modalities)):
-        raise ConfigError(f"{field}.modalities", f"must be a list of modality names, got {modalities!r}")
+        raise ConfigError(f"{field}.modalities", f"must be a list of modality names, got {describe(modalities)}")
     max_length = config.get("max_length")
     if max_length is not None:
         positive(f"{field}.max_length", max_length, integer=True)
@@ -43,11 +44,16 @@ def tier_settings(config: Any, field: str) -> dict[str, Any]:
         raise rebased(exc, "capabilities", field) from exc
     version = config.get("version", "1")
     if isinstance(version, bool) or not isinstance(version, (str, int)) or not str(version) or ":" in str(version):
-        raise ConfigError(f"{field}.version", f"must be a non-empty string or integer without ':', got {version!r}")
+        raise ConfigError(f"{field}.version", f"must be a non-empty string or integer without ':', got "
+                                              f"{describe(version)}")
     batched = config.get("batched", False)
     if not isinstance(batched, bool):
-        raise ConfigError(f"{field}.batched", f"must be true or false, got {batched!r}")
+        raise ConfigError(f"{field}.batched", f"must be true or false, got {describe(batched)}")
     return {"cost": model, "capabilities": capabilities, "version": str(version), "batched": batched}
+
+
+def _is_openai(config: Any) -> bool:
+    return isinstance(config, Mapping) and config.get("kind") == "openai"
 
 
 Change = tuple[Tier, str, Any]  # (tier given in code, attribute, value from the config)
@@ -62,7 +68,7 @@ def _tiers(
     declared = section(config.get("tiers", {}), "tiers")
     if isinstance(tiers, Mapping):
         order = list(declared) if declared else list(tiers)
-        missing = [n for n in order if n not in tiers]
+        missing = [n for n in order if n not in tiers and not _is_openai(declared.get(n))]
         if missing:
             raise ConfigError(f"tiers.{missing[0]}", f"is declared but no tier or function was given for it; "
                                                       f"given: {sorted(tiers)}")
@@ -71,6 +77,9 @@ def _tiers(
             raise ConfigError("tiers", f"{extra} given in code but not declared; declare them cheapest first")
         built: list[Tier] = []
         for name in order:
+            if _is_openai(declared.get(name)):  # kind: openai (tierswitch.tiers.openai_config)
+                built.append(openai_tier(name, declared[name], f"tiers.{name}", tiers.get(name)))
+                continue
             target = tiers[name]
             if isinstance(target, Tier):
                 built.append(target)
@@ -84,6 +93,8 @@ def _tiers(
     by_name = {t.name: t for t in tier_list}
     changes: list[Change] = []
     for name, settings_config in declared.items():
+        if _is_openai(settings_config) and isinstance(tiers, Mapping):
+            continue  # built from its own section above
         if name not in by_name:
             raise ConfigError(f"tiers.{name}", f"unknown tier; the tiers given are {sorted(by_name)}")
         settings = tier_settings(settings_config, f"tiers.{name}")
@@ -102,7 +113,8 @@ def router_from_config(
     """A router from ``config`` (a path or a dict) over ``tiers``; keyword ``overrides`` go to ``Router``."""
     from tierswitch.router import Router
 
-    data = load_config(config) if isinstance(config, (str, Path)) else section(config, "config")
+    # a dict is bounded like a file (values, depth) before any validator looks at it
+    data = load_config(config) if isinstance(config, (str, Path)) else check_bounds(section(config, "config"), "config")
     only_keys(data, "config", {"tiers", "policy", "estimator", "cache", "router", "reliability"})
     if "policy" not in data:
         raise ConfigError("policy", "is required, e.g. {kind: cascade, thresholds: {base: 0.8}}")

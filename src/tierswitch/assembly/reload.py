@@ -4,6 +4,10 @@ Each request reads the current ``Router`` once and runs entirely on it, so a rel
 in flight finish on the old config, new ones start on the new one, and none is lost. A config that fails to load
 or validate leaves the old router serving (the error is kept in ``last_error`` and raised to the caller of
 ``reload``). The cache carries over when the cache section did not change, so a reload does not empty it.
+
+``build`` (default ``router_from_config``) turns the loaded config, ``tiers`` and the overrides into the router; a
+program that builds its tiers from the config itself (``tierswitch serve``) passes its own. ``loaded`` is the
+(router, config) pair now serving, swapped as one reference.
 """
 
 from __future__ import annotations
@@ -34,10 +38,14 @@ class ReloadingRouter:
         self,
         path: str | Path,
         tiers: Sequence[Tier] | Mapping[str, Callable[..., Any] | Tier],
+        *,
+        build: Callable[..., Router] | None = None,
         **overrides: Any,
     ) -> None:
         self.path = Path(path)
         self.tiers = tiers
+        self.build: Callable[..., Router] = build if build is not None else router_from_config
+        self.loaded: tuple[Router, dict[str, Any]] | None = None
         self.overrides = overrides
         self.reloads = 0
         self.last_error: TierswitchError | None = None
@@ -83,12 +91,13 @@ class ReloadingRouter:
                 old = self._router
                 if old is not None and config.get("cache") == self._cache_section and "cache" not in overrides:
                     overrides["cache"] = old.cache
-                router = router_from_config(config, self.tiers, **overrides)
+                router = self.build(config, self.tiers, **overrides)
             except TierswitchError as exc:
                 self.last_error = exc
                 log.error("config %s not loaded, the previous one keeps serving: %s", self.path, exc)
                 raise
             self._router = router  # the swap: one reference assignment
+            self.loaded = (router, config)
             self._fingerprint = fingerprint
             self._cache_section = config.get("cache")
             self.reloads += 1

@@ -26,6 +26,7 @@ from tierswitch.bench.sweep import SweepPoint, cheapest_reaching, pareto, random
 from tierswitch.bench.table import ReplayData
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.learned import text_of
+from tierswitch.validation import describe
 
 __all__ = ["CPTS", "Target", "evaluate_scored", "length_scores", "parse_target"]
 
@@ -63,11 +64,11 @@ def parse_target(text: str) -> Target:
     kind, sep, raw = str(text).partition("=")
     kind = kind.strip()
     if not sep or kind not in ("accuracy", "cost", "full_share"):
-        raise ConfigError("target", f"must be accuracy=FRACTION, cost=X or full_share=P, got {text!r}")
+        raise ConfigError("target", f"must be accuracy=FRACTION, cost=X or full_share=P, got {describe(text)}")
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError("target", f"{raw!r} is not a number (in {text!r})") from None
+        raise ConfigError("target", f"{describe(raw)} is not a number (in {describe(text)})") from None
     if not np.isfinite(value) or value < 0 or (kind != "cost" and value > 1):
         raise ConfigError("target", f"{kind} must be {'>= 0' if kind == 'cost' else 'within [0, 1]'}, got {value}")
     return Target(kind, value)

@@ -28,7 +28,7 @@ from typing import Any
 
 from tierswitch.errors import ConfigError
 from tierswitch.tiers.base import Tier
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["LiveSetup", "load_live_config"]
 
@@ -47,7 +47,7 @@ class LiveSetup:
 
 def _factory(spec: Any, field: str) -> Any:
     if not isinstance(spec, str) or ":" not in spec:
-        raise ConfigError(field, f"must be 'module:function' or 'file.py:function', got {spec!r}")
+        raise ConfigError(field, f"must be 'module:function' or 'file.py:function', got {describe(spec)}")
     target, _, name = spec.rpartition(":")
     try:
         if target.endswith(".py"):
@@ -60,10 +60,10 @@ def _factory(spec: Any, field: str) -> Any:
         else:
             module = importlib.import_module(target)
     except (ImportError, OSError) as exc:
-        raise ConfigError(field, f"cannot import {target!r}: {exc}") from exc
+        raise ConfigError(field, f"cannot import {describe(target)}: {exc}") from exc
     fn = getattr(module, name, None)
     if not callable(fn):
-        raise ConfigError(field, f"{target!r} has no function {name!r}")
+        raise ConfigError(field, f"{describe(target)} has no function {describe(name)}")
     return fn
 
 
@@ -72,11 +72,11 @@ def _dataset(config: Any, limit: int | None) -> tuple[list[Any], list[Any], str]
         raise ConfigError("dataset", "must be {path: FILE, input: COLUMN, label: COLUMN}")
     path = config.get("path")
     if not isinstance(path, str):
-        raise ConfigError("dataset.path", f"must be a CSV or JSONL file path, got {path!r}")
+        raise ConfigError("dataset.path", f"must be a CSV or JSONL file path, got {describe(path)}")
     columns = []
     for key in ("input", "label"):
         if not isinstance(config.get(key), str):
-            raise ConfigError(f"dataset.{key}", f"must name a column, got {config.get(key)!r}")
+            raise ConfigError(f"dataset.{key}", f"must name a column, got {describe(config.get(key))}")
         columns.append(config[key])
     limit = config.get("limit", limit) if limit is None else limit
     if limit is not None:
@@ -94,7 +94,8 @@ def _dataset(config: Any, limit: int | None) -> tuple[list[Any], list[Any], str]
         raise ConfigError("dataset.path", f"{path} has no rows")
     for column, key in zip(columns, ("input", "label")):
         if column not in rows[0]:
-            raise ConfigError(f"dataset.{key}", f"column {column!r} is not in {path}; columns: {sorted(rows[0])}")
+            raise ConfigError(f"dataset.{key}", f"column {describe(column)} is not in {path}; columns: "
+                                                f"{sorted(rows[0])}")
     return [r[columns[0]] for r in rows], [r[columns[1]] for r in rows], path
 
 
@@ -121,12 +122,13 @@ def load_live_config(path: str | Path, limit: int | None = None) -> LiveSetup:
         built = _factory(entry.get("factory"), f"{field}.factory")()
         if isinstance(built, Tier):
             if built.name != entry["name"]:
-                raise ConfigError(f"{field}.name", f"the factory built tier {built.name!r}, not {entry['name']!r}")
+                raise ConfigError(f"{field}.name",
+                    f"the factory built tier {describe(built.name)}, not {describe(entry['name'])}")
             tiers.append(built)
         elif callable(built):
             cost = entry.get("cost", 0.0)
             if isinstance(cost, bool) or not isinstance(cost, (int, float)):
-                raise ConfigError(f"{field}.cost", f"must be a number per call, got {cost!r}")
+                raise ConfigError(f"{field}.cost", f"must be a number per call, got {describe(cost)}")
             tiers.append(CallableTier(entry["name"], built, cost=float(cost)))
         else:
             raise ConfigError(f"{field}.factory", f"must return a Tier or a function, got {type(built).__name__}")

@@ -30,7 +30,7 @@ from typing import Any
 
 from tierswitch.config import parse_file
 from tierswitch.errors import ConfigError
-from tierswitch.validation import finite, number, only_keys
+from tierswitch.validation import describe, finite, number, only_keys
 
 __all__ = ["CostSpec", "ReplaySpec", "TierSpec", "load_spec", "spec_from_dict"]
 
@@ -97,7 +97,7 @@ def _str(config: Mapping[str, Any], key: str, field: str, required: bool = True)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{field}{key}", f"must be a column name (a non-empty string), got {value!r}")
+        raise ConfigError(f"{field}{key}", f"must be a column name (a non-empty string), got {describe(value)}")
     return value
 
 
@@ -105,7 +105,7 @@ def _cost(config: Any, field: str) -> CostSpec:
     if isinstance(config, (int, float)) and not isinstance(config, bool):
         return CostSpec(per_call=finite(f"{field}.per_call", config, low=0.0))
     if not isinstance(config, Mapping):
-        raise ConfigError(field, f"must be a number or a mapping ({sorted(_COST_KEYS)}), got {config!r}")
+        raise ConfigError(field, f"must be a number or a mapping ({sorted(_COST_KEYS)}), got {describe(config)}")
     only_keys(config, field, _COST_KEYS)
     column = _str(config, "column", f"{field}.", required=False)
     tokens = _str(config, "tokens", f"{field}.", required=False)
@@ -113,7 +113,7 @@ def _cost(config: Any, field: str) -> CostSpec:
     if isinstance(text, str):
         text = [text]
     if not isinstance(text, list) or not all(isinstance(t, str) and t for t in text):
-        raise ConfigError(f"{field}.text", f"must be a list of text column names, got {text!r}")
+        raise ConfigError(f"{field}.text", f"must be a list of text column names, got {describe(text)}")
     per_token = number(config, "per_token", field, default=0.0, low=0.0)
     if column and (tokens or text or per_token or "per_call" in config):
         raise ConfigError(f"{field}.column", "a cost column stands alone; drop per_call/per_token/tokens/text")
@@ -130,7 +130,7 @@ def _cost(config: Any, field: str) -> CostSpec:
 
 def _resolve(value: Any, field: str, base: Path) -> Path:
     if not isinstance(value, str) or not value:
-        raise ConfigError(field, f"must be a file path, got {value!r}")
+        raise ConfigError(field, f"must be a file path, got {describe(value)}")
     path = Path(value)
     return path if path.is_absolute() else base / path
 
@@ -146,10 +146,10 @@ def spec_from_dict(config: Any, base_dir: str | Path | None = None) -> ReplaySpe
     data = _resolve(config.get("data"), "data", base).resolve()
     fmt = config.get("format") or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(data.suffix.lower())
     if fmt not in ("csv", "jsonl"):
-        raise ConfigError("format", f"must be csv or jsonl (or a .csv/.jsonl data file), got {fmt!r}")
+        raise ConfigError("format", f"must be csv or jsonl (or a .csv/.jsonl data file), got {describe(fmt)}")
     numeric = config.get("numeric", [])
     if not isinstance(numeric, list) or not all(isinstance(n, str) and n for n in numeric):
-        raise ConfigError("numeric", f"must be a list of column names, got {numeric!r}")
+        raise ConfigError("numeric", f"must be a list of column names, got {describe(numeric)}")
     exclude_path = exclude_key = None
     if config.get("exclude") is not None:
         exclude = config["exclude"]
@@ -164,12 +164,12 @@ def spec_from_dict(config: Any, base_dir: str | Path | None = None) -> ReplaySpe
     for i, tier in enumerate(tiers):
         field = f"tiers[{i}]"
         if not isinstance(tier, Mapping):
-            raise ConfigError(field, f"must be a mapping with name, outcome and cost, got {tier!r}")
+            raise ConfigError(field, f"must be a mapping with name, outcome and cost, got {describe(tier)}")
         only_keys(tier, field, _TIER_KEYS)
         name = _str(tier, "name", f"{field}.")
         assert name is not None
         if ":" in name:
-            raise ConfigError(f"{field}.name", f"must not contain ':', got {name!r}")
+            raise ConfigError(f"{field}.name", f"must not contain ':', got {describe(name)}")
         if "cost" not in tier:
             raise ConfigError(f"{field}.cost", "is required: a number per call, {column: ...} or per_token pricing")
         built.append(TierSpec(

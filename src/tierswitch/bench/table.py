@@ -18,6 +18,7 @@ import numpy as np
 from tierswitch.bench.spec import CostSpec, ReplaySpec
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.features import approx_tokens
+from tierswitch.validation import describe
 
 __all__ = ["ReplayData", "SkippedRow", "load_replay", "parse_outcome"]
 
@@ -89,11 +90,12 @@ def parse_outcome(value: Any, field: str) -> float:
         try:
             number = float(text)
         except ValueError:
-            raise ConfigError(field, f"{value!r} is not an outcome; use True/False, 0/1 or a score in [0, 1]") from None
+            raise ConfigError(field, f"{describe(value)} is not an outcome; use True/False, 0/1 or a score in "
+                                     f"[0, 1]") from None
     if math.isnan(number):
         raise _Missing
     if not 0.0 <= number <= 1.0:
-        raise ConfigError(field, f"{value!r} is not an outcome; scores must be within [0, 1]")
+        raise ConfigError(field, f"{describe(value)} is not an outcome; scores must be within [0, 1]")
     return number
 
 
@@ -103,11 +105,11 @@ def _number(value: Any, field: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigError(field, f"{value!r} is not a number") from None
+        raise ConfigError(field, f"{describe(value)} is not a number") from None
     if math.isnan(number):
         raise _Missing
     if not math.isfinite(number) or number < 0:
-        raise ConfigError(field, f"{value!r} must be a finite number >= 0")
+        raise ConfigError(field, f"{describe(value)} must be a finite number >= 0")
     return number
 
 
@@ -158,7 +160,8 @@ def _excluded_inputs(spec: ReplaySpec) -> set[str]:
             try:
                 out.add(str(json.loads(line)[spec.exclude_key]))
             except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ConfigError("exclude.key", f"{spec.exclude_path} line {number}: no {spec.exclude_key!r}") from exc
+                raise ConfigError("exclude.key", f"{spec.exclude_path} line {number}: no "
+                                                 f"{describe(spec.exclude_key)}") from exc
     return out
 
 
@@ -178,7 +181,7 @@ def load_replay(spec: ReplaySpec) -> ReplayData:
         if not checked and spec.format == "csv":
             missing = [c for c in wanted if c not in row]
             if missing:
-                raise ConfigError(_field_of(spec, missing[0]), f"column {missing[0]!r} is not in {spec.data}; "
+                raise ConfigError(_field_of(spec, missing[0]), f"column {describe(missing[0])} is not in {spec.data}; "
                                   f"columns: {sorted(row)[:12]}")
             checked = True
         row_id = str(row.get(spec.id)) if spec.id else str(number)

@@ -22,6 +22,7 @@ from tierswitch.bench.sweep import NEVER, SweepPoint, assign_by_cuts, sweep
 from tierswitch.bench.table import ReplayData
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.learned import LearnedEstimator
+from tierswitch.validation import describe
 
 __all__ = ["TuneResult", "apply_cuts", "calibrate_cuts", "fit_estimator", "policy_config", "tune", "write_config"]
 
@@ -128,7 +129,7 @@ def write_config(result: TuneResult, out: str | Path, model_dir: str | Path | No
 
     out = Path(out)
     if out.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError("out", f"the policy config is YAML: name it .yaml or .yml, got {out.name!r}")
+        raise ConfigError("out", f"the policy config is YAML: name it .yaml or .yml, got {describe(out.name)}")
     model_dir = Path(model_dir) if model_dir is not None else out.with_suffix(".model")
     out.parent.mkdir(parents=True, exist_ok=True)
     result.estimator.save(model_dir)

@@ -8,6 +8,7 @@ is imported inside ``make_client`` only, so importing this module stays cheap.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from tierswitch.errors import ConfigError
 
-__all__ = ["Breaker", "ThreadConnection", "make_client", "redact_url"]
+__all__ = ["Breaker", "LoopClients", "ThreadConnection", "make_async_client", "make_client", "redact_url"]
 
 
 def redact_url(url: str) -> str:
@@ -76,9 +77,11 @@ class Breaker:
                 self.failures = 0
                 self.window = self.backoff_s
 
-    def failure(self) -> None:
+    def failure(self, *, trip: bool = False) -> None:
+        """Count a connection failure; ``trip=True`` (a timeout: the server is stalled, and every further call
+        would wait out its own timeout) opens the breaker at once instead of after ``threshold`` failures."""
         with self._lock:
-            self.failures += 1
+            self.failures = max(self.failures + 1, self.threshold) if trip else self.failures + 1
             if self.failures >= self.threshold:
                 self.open_until = self._clock() + self.window
                 self.window = min(self.window * 2, self.backoff_max_s)
@@ -136,3 +139,86 @@ def make_client(url_or_client: Any, socket_timeout_s: float, connect_timeout_s: 
     host = kwargs.get("host") or kwargs.get("path") or "?"
     where = f"redis://{host}:{kwargs.get('port', '')}/{kwargs.get('db', 0)}"
     return url_or_client, where, str(kwargs.get("password") or "")
+
+
+_ASYNC_KWARGS = ("host", "port", "db", "username", "password", "path", "socket_timeout", "socket_connect_timeout")
+
+
+def make_async_client(url_or_client: Any, socket_timeout_s: float, connect_timeout_s: float) -> Any:
+    """A ``redis.asyncio`` client with the same server and settings as ``make_client``'s (no connection yet).
+
+    For a URL, built from it with the same timeouts and no client-side retries. For a sync client passed in, built
+    from its connection settings (host or unix path, db, credentials, timeouts); TLS or other custom connection
+    classes are not carried over: pass a URL for those.
+    """
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import NoBackoff
+
+    retry = AsyncRetry(NoBackoff(), 0)
+    if isinstance(url_or_client, str):
+        return AsyncRedis.from_url(url_or_client, socket_timeout=socket_timeout_s,
+                                   socket_connect_timeout=connect_timeout_s, retry=retry, decode_responses=False)
+    kwargs = url_or_client.get_connection_kwargs()
+    chosen = {k: kwargs[k] for k in _ASYNC_KWARGS if kwargs.get(k) is not None}
+    if "path" in chosen:
+        from redis.asyncio.connection import UnixDomainSocketConnection
+
+        chosen.pop("host", None)
+        chosen.pop("port", None)
+        return AsyncRedis(connection_pool=_pool(UnixDomainSocketConnection, chosen, retry))
+    return AsyncRedis(retry=retry, decode_responses=False, **chosen)
+
+
+def _pool(connection_class: Any, kwargs: dict[str, Any], retry: Any) -> Any:
+    from redis.asyncio import ConnectionPool
+
+    return ConnectionPool(connection_class=connection_class, retry=retry, **kwargs)
+
+
+class LoopClients:
+    """One ``redis.asyncio`` client per event loop (a client and its pool belong to the loop that made them).
+
+    ``get()`` returns the running loop's client, made by ``make`` on first use there; the last loop served is
+    checked first, without the lock. A client refers to its loop, so a weak mapping would never let go: clients of
+    loops that have ended are swept out when a new loop arrives (their sockets close when collected), and
+    ``aclose()`` closes the running loop's client at once.
+    """
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._last: tuple[Any, Any] = (None, None)
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        loop = asyncio.get_running_loop()
+        last_loop, client = self._last
+        if last_loop is loop:
+            return client
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is None:
+                for ended in [old for old in self._clients if old.is_closed()]:
+                    del self._clients[ended]
+                client = self._make()
+                self._clients[loop] = client
+            self._last = (loop, client)
+        return client
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._clients.pop(loop, None)
+            if self._last[0] is loop:
+                self._last = (None, None)
+        if client is not None:
+            await client.aclose()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._clients.clear()
+            self._last = (None, None)
+
+    def __len__(self) -> int:
+        return len(self._clients)

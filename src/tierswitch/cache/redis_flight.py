@@ -4,7 +4,13 @@ Builds on the in-process ``SingleFlight`` (``tierswitch.cache.singleflight``, wh
 and tasks of one process first share one in-process flight, whose leader then takes a Redis lock (``SET NX PX``).
 The lock holder computes, processes that find the lock held poll ``recheck()`` until the holder's result is in the
 cache (or the lock frees up and they take it), and after ``wait_timeout_s`` compute themselves rather than fail.
-Redis is reached only through ``RedisCache.run``, so redis-py is not imported here.
+The lock is released only by its holder (a token compared in a Lua script), so a lock that expired and was taken
+by another process is left alone.
+
+Only the leader's step differs from ``SingleFlight``, and it is written once, as a generator yielding effects
+(``Acquire``, ``Release``, ``Sleep`` besides the in-process ones); the sync shell performs them with the cache's
+redis client, the async shell with its ``redis.asyncio`` client. Redis is reached only through the cache's
+``command`` / ``acommand`` (so through its breaker), and redis-py is not imported here.
 """
 
 from __future__ import annotations
@@ -13,21 +19,46 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from tierswitch.cache.singleflight import Outcome, SingleFlight, maybe_await
+from tierswitch.cache.singleflight import Compute, Effect, Flow, Outcome, Recheck, SingleFlight
 from tierswitch.errors import CacheError
 from tierswitch.validation import positive
 
 if TYPE_CHECKING:
     from tierswitch.cache.redis import RedisCache
 
-__all__ = ["RedisSingleFlight"]
-
-T = TypeVar("T")
+__all__ = ["Acquire", "RedisSingleFlight", "Release", "Sleep"]
 
 # Delete the lock only if we still own it (our token): a lock that expired and was taken by another process stays.
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"
+
+
+class Acquire(Effect):
+    """Try ``SET name token NX PX ttl``; the reply is True (ours), False (held by another) or None (Redis failed)."""
+
+    __slots__ = ("name", "token", "ttl_ms")
+
+    def __init__(self, name: str, token: str, ttl_ms: int) -> None:
+        self.name, self.token, self.ttl_ms = name, token, ttl_ms
+
+
+class Release(Effect):
+    """Delete the lock ``name`` if it still holds ``token``; failures are ignored (the lock expires by itself)."""
+
+    __slots__ = ("name", "token")
+
+    def __init__(self, name: str, token: str) -> None:
+        self.name, self.token = name, token
+
+
+class Sleep(Effect):
+    """Wait ``seconds`` before polling again."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
 
 
 class RedisSingleFlight(SingleFlight):
@@ -37,9 +68,9 @@ class RedisSingleFlight(SingleFlight):
     finds the lock held polls ``recheck()`` every ``poll_s`` until the holder's result appears, takes the lock if
     it frees up without a result (the holder failed), and computes itself after ``wait_timeout_s``. Lock keys are
     ``{cache.namespace}:lock:{key}``, outside the results space, and expire after ``lock_ttl_s``. Every Redis call
-    goes through ``cache.run``: with Redis down (or its breaker open) the caller just computes. Without a
-    ``recheck`` a waiting process cannot see the result and computes once the lock frees. ``clock``, ``sleep`` and
-    ``asleep`` are injectable.
+    goes through the cache's breaker: with Redis down, stalled (a timeout opens the breaker at once) or its breaker
+    open, the caller just computes. Without a ``recheck`` a waiting process cannot see the result and computes once
+    the lock frees. ``clock``, ``sleep`` and ``asleep`` are injectable.
     """
 
     def __init__(
@@ -62,105 +93,76 @@ class RedisSingleFlight(SingleFlight):
         self.wait_timeout_s = wait_timeout_s
         self.poll_s = poll_s
         self._clock, self._sleep, self._asleep = clock, sleep, asleep
-        self._release_script: Any = None
         self.lock_waits = 0  # flights that found another process holding the key's lock
         self.lock_timeouts = 0  # flights that gave up waiting for it and computed themselves
 
-    def do_outcome(
-        self,
-        key: Hashable,
-        compute: Callable[[], T],
-        recheck: Callable[[], T | None] | None = None,
-        since: int | None = None,
-    ) -> Outcome:
-        # No in-process recheck: the cross-process step rechecks once it holds the lock, which covers both races
-        # (``since`` cannot tell whether another process finished, so it is not used here).
-        return _unwrap(super().do_outcome(key, lambda: self._across(key, compute, recheck)))
-
-    async def ado_outcome(
-        self,
-        key: Hashable,
-        compute: Callable[[], Awaitable[T]],
-        recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
-    ) -> Outcome:
-        async def across() -> Outcome:
-            return await self._aacross(key, compute, recheck)
-
-        return _unwrap(await super().ado_outcome(key, across))
-
-    def _across(self, key: Hashable, compute: Callable[[], T], recheck: Callable[[], T | None] | None) -> Outcome:
+    # -- the leader's step, across processes ----------------------------------------------------------------
+    def _leader_step(self, key: Hashable, has_recheck: bool, epoch: int | None) -> Flow:
+        # No in-process epoch shortcut: ``epoch`` cannot tell whether another process finished, so the leader
+        # rechecks once it holds the lock, which covers both races.
         name, token = f"{self.cache.namespace}:lock:{key}", os.urandom(16).hex()
         deadline = self._clock() + self.wait_timeout_s
         waited = False
         while True:
-            held = self._acquire(name, token)
-            found = recheck() if recheck is not None and held is not None else None
+            try:
+                held = yield Acquire(name, token, self.lock_ttl_ms)
+            except GeneratorExit:
+                raise
+            except BaseException:  # cancelled around the SET: it may have taken the lock, so give it back
+                yield Release(name, token)
+                raise
+            found = (yield Recheck) if has_recheck and held is not None else None
             if found is not None:
                 if held:
-                    self._release(name, token)
+                    yield Release(name, token)
                 return Outcome(found, "waiter" if waited else "recheck")
             if held is None or held:  # Redis unusable (compute without a lock), or the lock is ours
                 try:
-                    return Outcome(compute(), "leader")
-                finally:
+                    value = yield Compute
+                except GeneratorExit:
+                    raise  # the flow was dropped mid-flight: the lock expires by itself
+                except BaseException:
                     if held:
-                        self._release(name, token)
-            waited = self._note_wait(waited)
-            if self._clock() >= deadline:
-                self._count("lock_timeouts")
-                return Outcome(compute(), "leader")
-            self._sleep(self.poll_s)
-
-    async def _aacross(
-        self,
-        key: Hashable,
-        compute: Callable[[], Awaitable[T]],
-        recheck: Callable[[], T | None | Awaitable[T | None]] | None,
-    ) -> Outcome:
-        name, token = f"{self.cache.namespace}:lock:{key}", os.urandom(16).hex()
-        deadline = self._clock() + self.wait_timeout_s
-        waited = False
-        while True:
-            held = self._acquire(name, token)
-            found = await maybe_await(recheck()) if recheck is not None and held is not None else None
-            if found is not None:
+                        yield Release(name, token)
+                    raise
                 if held:
-                    self._release(name, token)
-                return Outcome(found, "waiter" if waited else "recheck")
-            if held is None or held:
-                try:
-                    return Outcome(await compute(), "leader")
-                finally:
-                    if held:
-                        self._release(name, token)
-            waited = self._note_wait(waited)
+                    yield Release(name, token)
+                return Outcome(value, "leader")
+            if not waited:
+                waited = True
+                self._count("lock_waits")
             if self._clock() >= deadline:
                 self._count("lock_timeouts")
-                return Outcome(await compute(), "leader")
-            await self._asleep(self.poll_s)
+                return Outcome((yield Compute), "leader")
+            yield Sleep(self.poll_s)
 
-    def _note_wait(self, waited: bool) -> bool:
-        if not waited:
-            self._count("lock_waits")
-        return True
-
-    def _acquire(self, name: str, token: str) -> bool | None:
-        """True: we hold the lock; False: another process does; None: Redis failed (compute without a lock)."""
+    # -- performing the lock effects ------------------------------------------------------------------------
+    def _perform(self, effect: Effect) -> Any:
+        cache = self.cache
         try:
-            return bool(self.cache.run(self.cache.client.set, name, token, nx=True, px=self.lock_ttl_ms))
+            if isinstance(effect, Acquire):
+                return bool(cache.command("set", effect.name, effect.token, nx=True, px=effect.ttl_ms))
+            if isinstance(effect, Release):
+                cache.command("eval", _RELEASE, 1, effect.name, effect.token)
+                return None
+        except CacheError:
+            return None  # no lock (compute without one), or a lock left to expire
+        if isinstance(effect, Sleep):
+            self._sleep(effect.seconds)
+            return None
+        return super()._perform(effect)
+
+    async def _aperform(self, effect: Effect) -> Any:
+        cache = self.cache
+        try:
+            if isinstance(effect, Acquire):
+                return bool(await cache.acommand("set", effect.name, effect.token, nx=True, px=effect.ttl_ms))
+            if isinstance(effect, Release):
+                await cache.acommand("eval", _RELEASE, 1, effect.name, effect.token)
+                return None
         except CacheError:
             return None
-
-    def _release(self, name: str, token: str) -> None:
-        if self._release_script is None:
-            self._release_script = self.cache.client.register_script(_RELEASE)
-        try:
-            self.cache.run(self._release_script, keys=[name], args=[token])
-        except CacheError:
-            pass  # the lock expires by itself after lock_ttl_s
-
-
-def _unwrap(outer: Outcome) -> Outcome:
-    """The in-process layer's value is the cross-process layer's Outcome; an in-process waiter stays a waiter."""
-    inner: Outcome = outer.value
-    return Outcome(inner.value, "waiter") if outer.role == "waiter" else inner
+        if isinstance(effect, Sleep):
+            await self._asleep(effect.seconds)
+            return None
+        return await super()._aperform(effect)

@@ -6,7 +6,8 @@ table of flights, each a ``concurrent.futures.Future``, so a thread may wait on 
 Protocol for a key:
 1. The first caller becomes the leader. Before computing it calls ``recheck()`` (a cache lookup), because another
    leader may have finished and cached the answer between the caller's own miss and its arrival here; a non-None
-   recheck result is returned without computing.
+   recheck result is returned without computing. ``epoch`` (the value of ``completed`` the caller read before its
+   own miss) skips the recheck when no flight has finished since.
 2. Callers that arrive while the leader runs wait for its result.
 3. If the leader's computation raises an ``Exception``, every waiter receives that same exception (like
    ``concurrent.futures``): a failing tier is then called once per stampede, not once per waiter. If the leader
@@ -14,11 +15,14 @@ Protocol for a key:
    inherit that: they start over, and one of them becomes the new leader.
 4. ``timeout_s`` (None: wait as long as the leader takes) bounds a wait; a waiter that times out computes itself.
 
+One implementation, two shells: the protocol is written once, as a generator (``_flow``) that yields what it needs
+done — compute, recheck, wait on a flight, and for ``RedisSingleFlight`` take or release a lock and sleep — and
+receives the result (or the exception, thrown in). ``do_outcome`` drives it with plain calls, ``ado_outcome`` with
+awaits; neither holds any decision of its own. ``RedisSingleFlight`` (``tierswitch.cache.redis_flight``) replaces
+only the leader's step.
+
 Call ``do`` from threads and ``ado`` from coroutines: a ``do`` inside a coroutine would block the event loop that
 an async leader of the same key needs.
-
-``RedisSingleFlight`` (in ``tierswitch.cache.redis_flight``, re-exported here) builds on this class to extend the
-protocol across processes with a short Redis lock.
 """
 
 from __future__ import annotations
@@ -26,15 +30,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Generator, Hashable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from tierswitch.errors import ConfigError
 
-# RedisSingleFlight is also importable from here (see __getattr__ at the bottom)
-__all__ = ["Outcome", "Role", "SingleFlight"]
+__all__ = ["Compute", "Effect", "Flow", "Outcome", "Recheck", "Role", "SingleFlight", "Wait"]
 
 T = TypeVar("T")
 Role = Literal["leader", "waiter", "recheck"]
@@ -48,8 +51,45 @@ class Outcome(NamedTuple):
     role: Role
 
 
+# -- the effects the protocol asks its shell to perform ------------------------------------------------------------
+class Effect:
+    """Something the protocol needs done; the shell performs it and sends back the result (or throws)."""
+
+    __slots__ = ()
+
+
+class _Compute(Effect):
+    __slots__ = ()
+
+
+class _Recheck(Effect):
+    __slots__ = ()
+
+
+Compute = _Compute()
+"""Call the caller's ``compute`` (sync, or awaited in the async shell); the reply is its value."""
+Recheck = _Recheck()
+"""Call the caller's ``recheck``; the reply is what it found, or None."""
+
+
+class Wait(Effect):
+    """Wait for another caller's flight; the reply is its value, or ``_Abandoned`` / ``_WaitTimeout`` is thrown."""
+
+    __slots__ = ("future", "timeout_s")
+
+    def __init__(self, future: Future[Any], timeout_s: float | None) -> None:
+        self.future, self.timeout_s = future, timeout_s
+
+
+Flow = Generator[Effect, Any, Outcome]
+
+
 class _Abandoned(Exception):
     """Set on a flight whose leader was cancelled or interrupted: its waiters start over."""
+
+
+class _WaitTimeout(Exception):
+    """Thrown into the protocol when a ``Wait`` ran out of time (never confused with a compute's own timeout)."""
 
 
 class _Flight:
@@ -66,7 +106,7 @@ class SingleFlight:
     """In-process single flight over hashable keys (thread-safe and asyncio-safe).
 
     ``timeout_s`` bounds how long a waiter waits for a leader before computing itself. Counters (``leaders``,
-    ``shared``, ``rechecked``, ``timeouts``) say how much work was saved.
+    ``shared``, ``rechecked``, ``timeouts``, ``completed``) say how much work was saved.
     """
 
     def __init__(self, timeout_s: float | None = None) -> None:
@@ -87,59 +127,44 @@ class SingleFlight:
         """How many keys are being computed now."""
         return len(self._flights)
 
-    # -- sync -----------------------------------------------------------------------------------------------
+    # -- the two shells -------------------------------------------------------------------------------------
     def do(self, key: Hashable, compute: Callable[[], T], recheck: Callable[[], T | None] | None = None) -> T:
         """The value of ``compute()`` for ``key``, computed once however many threads ask at the same time."""
-        return self.do_outcome(key, compute, recheck).value
+        value: T = self.do_outcome(key, compute, recheck).value
+        return value
 
     def do_outcome(
         self,
         key: Hashable,
         compute: Callable[[], T],
         recheck: Callable[[], T | None] | None = None,
-        since: int | None = None,
+        epoch: int | None = None,
     ) -> Outcome:
         """Like ``do``, and say whether this caller computed, waited or found the value by rechecking.
 
-        ``since`` is the value of ``completed`` the caller read before its own cache miss: when no flight has
+        ``epoch`` is the value of ``completed`` the caller read before its own cache miss: when no flight has
         finished since, no other leader can have cached this key in between, and the recheck is skipped.
         """
+        flow = self._flow(key, recheck is not None, epoch)
+        reply: Any = None
+        error: BaseException | None = None
         while True:
-            flight, leader = self._join(key)
-            if leader:
-                if since is not None and since == self.completed:
-                    recheck = None
-                return self._lead(key, compute, recheck)
-            assert flight is not None
             try:
-                return Outcome(flight.result(timeout=self.timeout_s), "waiter")
-            except _Abandoned:
-                continue
-            except FutureTimeout:
-                self._count("timeouts")
-                return Outcome(compute(), "leader")
+                effect = flow.send(reply) if error is None else flow.throw(error)
+            except StopIteration as done:
+                result: Outcome = done.value
+                return result
+            reply, error = None, None
+            try:
+                if effect is Compute:
+                    reply = compute()
+                elif effect is Recheck:
+                    reply = recheck() if recheck is not None else None
+                else:
+                    reply = self._perform(effect)
+            except BaseException as exc:  # thrown into the protocol, which decides (and re-raises)
+                error = exc
 
-    def _lead(
-        self, key: Hashable, compute: Callable[[], T], recheck: Callable[[], T | None] | None
-    ) -> Outcome:
-        try:
-            found = recheck() if recheck is not None else None
-            value = compute() if found is None else found
-        except Exception as exc:
-            self._finish(key, exc=exc)
-            raise
-        except BaseException:
-            self._finish(key, exc=_Abandoned())
-            raise
-        self._finish(key, value=value)
-        if found is not None:
-            self._count("rechecked")
-            return Outcome(found, "recheck")
-        return Outcome(value, "leader")
-
-    # -- async ----------------------------------------------------------------------------------------------
-    # ado_outcome/_alead (and RedisSingleFlight._aacross in redis_flight) mirror their sync twins line for line on
-    # purpose: the awaits are the whole difference, and one shared body would hide the failure and lock-release paths.
     async def ado(
         self,
         key: Hashable,
@@ -147,58 +172,100 @@ class SingleFlight:
         recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
     ) -> T:
         """The awaited value of ``compute()`` for ``key``, computed once however many tasks (or threads) ask."""
-        return (await self.ado_outcome(key, compute, recheck)).value
+        value: T = (await self.ado_outcome(key, compute, recheck)).value
+        return value
 
     async def ado_outcome(
         self,
         key: Hashable,
         compute: Callable[[], Awaitable[T]],
         recheck: Callable[[], T | None | Awaitable[T | None]] | None = None,
+        epoch: int | None = None,
     ) -> Outcome:
-        """Like ``ado``, and say whether this caller computed, waited or found the value by rechecking."""
+        """``do_outcome`` for coroutines: ``compute`` is awaited, ``recheck`` may be sync or async."""
+        flow = self._flow(key, recheck is not None, epoch)
+        reply: Any = None
+        error: BaseException | None = None
         while True:
-            flight, leader = self._join(key)
-            if leader:
-                return await self._alead(key, compute, recheck)
-            # shield: cancelling this waiter must not cancel the shared flight
-            assert flight is not None
-            waiting = asyncio.shield(asyncio.wrap_future(flight))
             try:
-                if self.timeout_s is None:
-                    value = await waiting
+                effect = flow.send(reply) if error is None else flow.throw(error)
+            except StopIteration as done:
+                result: Outcome = done.value
+                return result
+            reply, error = None, None
+            try:
+                if effect is Compute:
+                    reply = await compute()
+                elif effect is Recheck:
+                    reply = await maybe_await(recheck()) if recheck is not None else None
                 else:
-                    value = await asyncio.wait_for(waiting, self.timeout_s)
-                return Outcome(value, "waiter")
+                    reply = await self._aperform(effect)
+            except BaseException as exc:
+                error = exc
+
+    def _perform(self, effect: Effect) -> Any:
+        """Do one effect other than Compute/Recheck, blocking (subclasses add their own)."""
+        if isinstance(effect, Wait):
+            try:
+                return effect.future.result(timeout=effect.timeout_s)
+            except FutureTimeout:
+                raise _WaitTimeout() from None
+        raise TypeError(f"unknown single-flight effect {effect!r}")
+
+    async def _aperform(self, effect: Effect) -> Any:
+        """``_perform`` for the async shell."""
+        if isinstance(effect, Wait):
+            # shield: cancelling this waiter must not cancel the shared flight
+            waiting = asyncio.shield(asyncio.wrap_future(effect.future))
+            try:
+                if effect.timeout_s is None:
+                    return await waiting
+                return await asyncio.wait_for(waiting, effect.timeout_s)
+            except asyncio.TimeoutError:
+                raise _WaitTimeout() from None
+        raise TypeError(f"unknown single-flight effect {effect!r}")
+
+    # -- the protocol, written once -------------------------------------------------------------------------
+    def _flow(self, key: Hashable, has_recheck: bool, epoch: int | None) -> Flow:
+        """Lead, or wait and share, or (abandoned) start over, or (timed out) compute alone."""
+        while True:
+            future = self._join(key)
+            if future is None:
+                return (yield from self._lead(key, has_recheck, epoch))
+            try:
+                value = yield Wait(future, self.timeout_s)
             except _Abandoned:
                 continue
-            except asyncio.TimeoutError:
+            except _WaitTimeout:
                 self._count("timeouts")
-                return Outcome(await compute(), "leader")
+                return Outcome((yield Compute), "leader")
+            return Outcome(value, "waiter")
 
-    async def _alead(
-        self,
-        key: Hashable,
-        compute: Callable[[], Awaitable[T]],
-        recheck: Callable[[], T | None | Awaitable[T | None]] | None,
-    ) -> Outcome:
+    def _lead(self, key: Hashable, has_recheck: bool, epoch: int | None) -> Flow:
+        """Run the leader's step and publish its result (or failure) to the waiters."""
         try:
-            found = await maybe_await(recheck()) if recheck is not None else None
-            value = await compute() if found is None else found
+            outcome = yield from self._leader_step(key, has_recheck, epoch)
         except Exception as exc:
             self._finish(key, exc=exc)
             raise
-        except BaseException:
+        except BaseException:  # cancelled or interrupted: the waiters start over
             self._finish(key, exc=_Abandoned())
             raise
-        self._finish(key, value=value)
-        if found is not None:
-            self._count("rechecked")
-            return Outcome(found, "recheck")  # type: ignore[arg-type]
-        return Outcome(value, "leader")
+        self._finish(key, value=outcome.value)
+        return outcome
+
+    def _leader_step(self, key: Hashable, has_recheck: bool, epoch: int | None) -> Flow:
+        """Recheck (unless nothing finished since ``epoch``), then compute. ``RedisSingleFlight`` replaces this."""
+        if has_recheck and (epoch is None or epoch != self.completed):
+            found = yield Recheck
+            if found is not None:
+                self._count("rechecked")
+                return Outcome(found, "recheck")
+        return Outcome((yield Compute), "leader")
 
     # -- the flight table -----------------------------------------------------------------------------------
-    def _join(self, key: Hashable) -> tuple[Future[Any] | None, bool]:
-        """Lead a new flight for ``key`` (returns (None, True)) or wait on the running one (its future, False)."""
+    def _join(self, key: Hashable) -> Future[Any] | None:
+        """Lead a new flight for ``key`` (None) or wait on the running one (its future)."""
         with self._lock:
             flight = self._flights.get(key)
             if flight is not None:
@@ -206,10 +273,10 @@ class SingleFlight:
                 if flight.future is None:
                     flight.future = Future()
                     flight.future.set_running_or_notify_cancel()  # running: no waiter can cancel it
-                return flight.future, False
+                return flight.future
             self._flights[key] = _Flight()
             self.leaders += 1
-            return None, True
+            return None
 
     def _finish(self, key: Hashable, *, value: Any = None, exc: BaseException | None = None) -> None:
         # Remove the flight before publishing, so a caller arriving now starts a fresh flight (and rechecks the
@@ -233,12 +300,3 @@ class SingleFlight:
 async def maybe_await(value: Any) -> Any:
     """``value``, awaited first if it is awaitable (a recheck may be sync or async)."""
     return await value if inspect.isawaitable(value) else value
-
-
-def __getattr__(name: str) -> Any:
-    # RedisSingleFlight subclasses SingleFlight, so it is imported on first use rather than at the top (a cycle)
-    if name == "RedisSingleFlight":
-        from tierswitch.cache.redis_flight import RedisSingleFlight
-
-        return RedisSingleFlight
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -205,6 +205,32 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("demo.repeats", f"must be a share in [0, 0.5], got {args.repeats}")
     from tierswitch.demo.summary import describe_run
 
+    if args.redis:
+        _check_redis(args.redis)  # before minutes of work: an unreachable server is one named line, exit 1
     summary = run_demo(args)
     print(describe_run(summary, quiet=args.quiet))
+    errors = summary["stream"]["cache"].get("errors", 0)
+    if errors:  # Redis went away during the run: every request still answered, but say so and fail the run
+        print(f"warning: {errors} result-cache errors ({summary['stream']['cache_backend']}): those requests were "
+              "cache misses and their results were not stored; check the Redis server", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    from tierswitch.cache.redis_conn import redact_url
+    from tierswitch.errors import CacheError, ConfigError
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    except ValueError as exc:
+        raise ConfigError("demo.redis", f"{exc}; pass a URL such as redis://127.0.0.1:6379/0") from exc
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise CacheError(f"cannot use Redis at {redact_url(url)} ({type(exc).__name__}: {exc}); start it, or run "
+                         "the demo without --redis") from exc
+    finally:
+        client.close()

@@ -1,8 +1,10 @@
 """Hot reload in every router process: follow the weight store's ``current`` version into a ``StudentTier``.
 
 A background thread listens on the store's pub/sub channel and also re-reads ``current`` every ``poll_s`` (pub/sub
-drops messages while disconnected, so the poll is the safety net). A version that fails verification is remembered
-and never retried or served; the tier keeps its previous weights.
+drops messages while disconnected, so the poll is the safety net). A version that is refused, for any reason (failed
+verification, metadata nested too deep, a corrupt or non-UTF-8 ``current`` pointer, a student whose class count or
+labels differ from the tier's), is remembered in ``rejected`` with its reason, logged once, and never retried or
+served; the tier keeps its previous weights. ``sync()`` raises only ``DistillError`` (the store unreachable).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tierswitch.distill.compress import quantize_int8
 from tierswitch.distill.student import StudentTier, build_student
 from tierswitch.distill.weights import LoadedWeights, WeightStore
 from tierswitch.errors import ConfigError, DistillError, WeightVerificationError
+from tierswitch.validation import describe
 
 __all__ = ["WeightSubscriber"]
 
@@ -27,7 +30,7 @@ class WeightSubscriber:
     """Keep ``tier`` on the store's current version.
 
     ``int8`` overrides the published flag (None: follow it). ``on_load(version, meta)`` is called after each swap.
-    ``loaded`` lists (version, wall time) of each swap; ``rejected`` holds versions that failed verification.
+    ``loaded`` lists (version, wall time) of each swap; ``rejected`` maps each refused version to the reason.
     """
 
     def __init__(
@@ -41,7 +44,7 @@ class WeightSubscriber:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if not poll_s > 0:
-            raise ConfigError("reload.poll_s", f"must be > 0, got {poll_s!r}")
+            raise ConfigError("reload.poll_s", f"must be > 0, got {describe(poll_s)}")
         self.store = store
         self.tier = tier
         self.int8 = int8
@@ -49,7 +52,7 @@ class WeightSubscriber:
         self.on_load = on_load
         self.clock = clock
         self.loaded: list[tuple[str, float]] = []
-        self.rejected: set[str] = set()
+        self.rejected: dict[str, str] = {}
         self.errors = 0
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -57,21 +60,34 @@ class WeightSubscriber:
         self._lock = threading.Lock()
 
     def sync(self) -> bool:
-        """Load the current version if the tier does not serve it yet; True when a swap happened."""
+        """Load the current version if the tier does not serve it yet; True when a swap happened. A refused version
+        is remembered (``rejected``) and named once in the log; the store being unreachable is a ``DistillError``."""
         with self._lock:
-            version = self.store.current()
+            try:
+                version = self.store.current()
+            except Exception as exc:  # redis errors: transient, so not remembered
+                raise DistillError(f"cannot read the current student version from {describe(self.store.namespace)}:"
+                                   f" {type(exc).__name__}: {exc}") from exc
             if version is None or version == self.tier.version or version in self.rejected:
                 return False
             try:
                 weights = self.store.load(version)
-                if weights is None:
-                    return False
-                self._apply(weights)
             except WeightVerificationError as exc:
-                self.rejected.add(version)
-                log.error("not serving student %s: %s", version, exc)
+                return self._reject(version, str(exc))
+            except Exception as exc:  # the store went away mid-read: retried on the next sync
+                raise DistillError(f"cannot read student {describe(version)}: {type(exc).__name__}: {exc}") from exc
+            if weights is None:
                 return False
+            try:
+                self._apply(weights)
+            except Exception as exc:  # the weights verified but cannot serve here (class count changed ...)
+                return self._reject(version, f"{type(exc).__name__}: {exc}")
             return True
+
+    def _reject(self, version: str, reason: str) -> bool:
+        self.rejected[version] = reason
+        log.error("not serving student %s (remembered, not retried): %s", describe(version), reason)
+        return False
 
     def _apply(self, weights: LoadedWeights) -> None:
         module = build_student(weights.spec)
@@ -95,7 +111,7 @@ class WeightSubscriber:
         self._thread.start()
         if wait_s and not self._ready.wait(wait_s):
             self.stop()  # no thread left retrying behind the caller's back
-            raise DistillError(f"could not subscribe to {self.store.channel!r} within {wait_s}s; is Redis up?")
+            raise DistillError(f"could not subscribe to {describe(self.store.channel)} within {wait_s}s; is Redis up?")
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from tierswitch.distill.features import Featurizer, HashedTextFeatures, features_from_dict
 from tierswitch.errors import ConfigError
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["StudentSpec"]
 
@@ -31,14 +31,14 @@ class StudentSpec:
     features: Featurizer | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.hidden, (int, np.integer)) and not isinstance(self.hidden, bool):
-            object.__setattr__(self, "hidden", (int(self.hidden),))
-        elif isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
-            raise ConfigError("student.hidden", f"must be a list of layer widths, got {self.hidden!r}")
+        if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, (Sequence, np.ndarray)):
+            raise ConfigError("student.hidden", f"must be a list, e.g. [32] for one hidden layer of 32; got "
+                                                f"{describe(self.hidden)}")
         object.__setattr__(self, "hidden", tuple(int(h) if isinstance(h, np.integer) else h for h in self.hidden))
         if self.classes is not None:
             if isinstance(self.classes, (str, bytes)) or not hasattr(self.classes, "__iter__"):
-                raise ConfigError("student.classes", f"must be a list of labels, got {self.classes!r}")
+                raise ConfigError("student.classes", f'must be a list, e.g. ["neg", "pos"]; got '
+                                                     f"{describe(self.classes)}")
             object.__setattr__(self, "classes", tuple(_plain(c) for c in self.classes))
         if isinstance(self.features, dict):
             object.__setattr__(self, "features", features_from_dict(self.features))
@@ -62,12 +62,12 @@ class StudentSpec:
                 raise ConfigError("student.classes", "labels must be strings or integers")
 
     @classmethod
-    def for_text(cls, classes: Sequence[Any], hidden: Sequence[int] | int = (128,),
+    def for_text(cls, classes: Sequence[Any], hidden: Sequence[int] = (128,),
                  features: Featurizer | dict[str, Any] | None = None) -> StudentSpec:
         """A text student over ``classes``: hashed word 1-2-grams + char 3-4-grams (``HashedTextFeatures()``)."""
         feats = features_from_dict(features) if isinstance(features, dict) else features or HashedTextFeatures()
         labels = list(classes)
-        return cls(feats.dim, hidden, len(labels), tuple(labels), feats)  # type: ignore[arg-type]
+        return cls(feats.dim, tuple(hidden), len(labels), tuple(labels), feats)
 
     @property
     def dims(self) -> list[int]:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tierswitch.errors import ConfigError, DistillError, WeightVerificationError
+from tierswitch.validation import describe
 
 __all__ = ["build_parser", "main"]
 
@@ -65,7 +66,7 @@ def _json_arg(value: str, field: str) -> Any:
             with open(value, encoding="utf-8") as fh:
                 text = fh.read()
         except OSError as exc:
-            raise ConfigError(field, f"cannot read {value!r}: {exc}") from exc
+            raise ConfigError(field, f"cannot read {describe(value)}: {exc}") from exc
     try:
         return json.loads(text)
     except ValueError as exc:
@@ -98,10 +99,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     import redis
 
+    from tierswitch.cache.redis_conn import redact_url
+
     config = _config(args)
-    client = redis.Redis.from_url(args.redis, socket_connect_timeout=5, socket_timeout=30)
     try:
-        return _run(args, config, client)
+        client = redis.Redis.from_url(args.redis, socket_connect_timeout=5, socket_timeout=30)
+    except ValueError as exc:  # not a redis:// URL
+        raise ConfigError("--redis", f"{exc}; pass a URL such as redis://127.0.0.1:6379/0") from exc
+    try:
+        try:
+            client.ping()
+            return _run(args, config, client)
+        except redis.RedisError as exc:  # unreachable, refused, timed out, auth: one named line, no traceback
+            raise DistillError(f"cannot use Redis at {redact_url(args.redis)} ({type(exc).__name__}: {exc}); "
+                               "start it, or pass --redis / set REDIS_URL") from exc
     finally:
         client.close()
 

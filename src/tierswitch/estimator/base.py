@@ -16,6 +16,7 @@ import numpy as np
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.features import extract_features
 from tierswitch.types import Features, Prediction
+from tierswitch.validation import describe
 
 __all__ = ["Estimator", "uncertainty_of"]
 
@@ -46,7 +47,8 @@ def uncertainty_of(prediction: Prediction, kind: str = "confidence") -> float | 
         p = p[p > 0]
         # clamped both ways like the other kinds: a tier's "probabilities" need not sum to 1
         return min(1.0, max(0.0, float(-(p * np.log(p)).sum() / math.log(probs.size))))
-    raise ConfigError("estimator.uncertainty", f"unknown uncertainty kind {kind!r}; use confidence, margin or entropy")
+    raise ConfigError("estimator.uncertainty", f"unknown uncertainty kind {describe(kind)}; use confidence, "
+                                               f"margin or entropy")
 
 
 class Estimator(ABC):

@@ -9,7 +9,7 @@ from typing import Any
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.base import Estimator
 from tierswitch.types import MODALITIES, Features
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["ComplexityEstimator"]
 
@@ -43,10 +43,11 @@ class ComplexityEstimator(Estimator):
             ("uncertainty_weight", uncertainty_weight),
         ):
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"estimator.{name}", f"must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"estimator.{name}", f"must be a finite number >= 0, got {describe(value)}")
         positive("estimator.length_scale", length_scale, integer=True)
         if uncertainty not in ("confidence", "margin", "entropy"):
-            raise ConfigError("estimator.uncertainty", f"must be confidence, margin or entropy, got {uncertainty!r}")
+            raise ConfigError("estimator.uncertainty", f"must be confidence, margin or entropy, got "
+                                                       f"{describe(uncertainty)}")
         prior = dict(DEFAULT_MODALITY_PRIOR if modality_prior is None else modality_prior)
         for key, value in prior.items():
             is_number = isinstance(value, (int, float)) and not isinstance(value, bool)

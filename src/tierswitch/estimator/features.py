@@ -12,6 +12,7 @@ import numpy as np
 
 from tierswitch.errors import EmptyInput, UnsupportedInput
 from tierswitch.types import MODALITIES, Features
+from tierswitch.validation import describe
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -36,7 +37,8 @@ def is_conversation(x: Any) -> bool:
 
 
 def check_conversation(x: Any) -> str:
-    """Validate a list of chat turns and return its text (the turns' contents, one per line).
+    """Validate a list of chat turns and return its text (the turns' contents, one per line; of multimodal
+    content, the text parts).
 
     Each turn must be a mapping with a str ``content`` (and, if present, a str ``role``); anything else raises
     ``UnsupportedInput`` naming the turn at fault, and a list with no turns raises ``EmptyInput``.
@@ -54,10 +56,17 @@ def check_conversation(x: Any) -> str:
             raise UnsupportedInput(f"conversation turn {i} has no 'content' key (keys: {sorted(map(str, turn))[:5]}); "
                                    "put the turn's text under 'content'")
         content = turn["content"]
+        if isinstance(content, list):  # multimodal parts: the text parts count as text, the others as nothing
+            if not all(isinstance(p, Mapping) and isinstance(p.get("type"), str) for p in content):
+                raise UnsupportedInput(f"conversation turn {i} content parts must be dicts with a 'type', like "
+                                       "{'type': 'text', 'text': '...'}")
+            content = "\n".join(str(p.get("text", "")) for p in content if p.get("type") == "text")
+        elif content is None and turn.get("tool_calls"):
+            content = ""  # an assistant turn that only calls tools
         if not isinstance(content, str):
             raise UnsupportedInput(
                 f"conversation turn {i} content is a {type(content).__name__}; it must be a str "
-                "(join multi-part content into one text first)"
+                "or a list of content parts"
             )
         role = turn.get("role")
         if role is not None and not isinstance(role, str):
@@ -85,6 +94,9 @@ def detect_modality(x: Any) -> str:
         return "image" if x.ndim in (2, 3) else "tabular"
     if isinstance(x, (list, tuple, Mapping)) and len(x) == 0:
         raise _empty(x)
+    if isinstance(x, Mapping) and "messages" in x:  # a chat-completions request body
+        check_conversation(_messages(x))
+        return "text"
     if isinstance(x, Mapping):
         parts = [k for k in ("text", "image", "tabular") if k in x]
         if len(parts) >= 2:
@@ -118,11 +130,21 @@ def _array_size(x: Any) -> int:
         ) from None
 
 
+def _messages(x: Mapping[str, Any]) -> list[Any]:
+    messages = x["messages"]
+    if not isinstance(messages, list):
+        raise UnsupportedInput(f"a request dict's 'messages' must be a list of chat turns, got "
+                               f"{type(messages).__name__}")
+    return messages
+
+
 def _text_of(x: Any) -> str | None:
     if isinstance(x, str):
         return x
     if isinstance(x, list):
         return check_conversation(x)
+    if isinstance(x, Mapping) and "messages" in x:
+        return check_conversation(_messages(x))
     return None
 
 
@@ -140,10 +162,10 @@ def extract_features(x: Any, modality: str | None = None) -> Features:
     if modality is None:
         modality = detect_modality(x)
     elif modality not in MODALITIES:
-        raise UnsupportedInput(f"unknown modality {modality!r}; allowed: {list(MODALITIES)}")
+        raise UnsupportedInput(f"unknown modality {describe(modality)}; allowed: {list(MODALITIES)}")
     features = Features(modality, 0)
     parts: Sequence[tuple[str, Any]]
-    if isinstance(x, Mapping):
+    if isinstance(x, Mapping) and "messages" not in x:
         parts = [(k, x[k]) for k in ("text", "image", "tabular") if k in x]
     elif modality == "text":
         parts = [("text", x)]
@@ -159,7 +181,7 @@ def extract_features(x: Any, modality: str | None = None) -> Features:
             features.chars += len(text)
             features.tokens += approx_tokens(len(text))
             if not isinstance(part, str):
-                features.turns += len(part)
+                features.turns += len(part["messages"] if isinstance(part, Mapping) else part)
         elif kind == "image":
             try:
                 arr = part if isinstance(part, np.ndarray) else np.asarray(part)

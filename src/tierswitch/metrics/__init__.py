@@ -1,40 +1,45 @@
-"""Prometheus-format metrics: a small registry, router/cache/tier/distillation collectors and a ``/metrics`` server.
+"""Prometheus metrics on ``prometheus_client``: router/cache/tier/distillation collectors read at scrape time, and
+``/metrics`` served by ``prometheus_client``'s own HTTP exposition (or mounted in any ASGI/WSGI app).
 
 ::
 
-    from tierswitch.metrics import RouterMetrics, serve_metrics
+    from tierswitch.metrics import RouterMetrics, registry_for, serve_metrics
 
-    metrics = RouterMetrics(router)                  # adds a decision hook; reads router/cache/tier stats at scrape
+    registry = registry_for(router, name="api")      # a CollectorRegistry with the router's metrics
+    server = serve_metrics(9464, registry=registry)  # only when asked; 127.0.0.1 by default
+    print(registry.render())                         # or prometheus_client.generate_latest(registry)
+
+    metrics = RouterMetrics(router)                  # the same into tierswitch's process-wide default_registry()
     metrics.watch("distill", distiller)              # any object with stats()/counters/snapshot()
-    server = serve_metrics(9464)                     # only when asked; 127.0.0.1 by default
-    print(metrics.registry.render())                 # or render the text yourself
 """
 
 from tierswitch.metrics.registry import (
     DEFAULT_BUCKETS,
-    Counter,
-    Family,
-    Gauge,
-    Histogram,
     Registry,
-    Sample,
+    Source,
+    TierswitchCollector,
+    add_source,
+    collector_for,
     default_registry,
+    exposition,
 )
-from tierswitch.metrics.router import RouterMetrics, source_stats
+from tierswitch.metrics.router import MetricsSource, RouterMetrics, registry_for, source_stats
 from tierswitch.metrics.server import CONTENT_TYPE, MetricsServer, serve_metrics
 
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_BUCKETS",
-    "Counter",
-    "Family",
-    "Gauge",
-    "Histogram",
     "MetricsServer",
+    "MetricsSource",
     "Registry",
     "RouterMetrics",
-    "Sample",
+    "Source",
+    "TierswitchCollector",
+    "add_source",
+    "collector_for",
     "default_registry",
+    "exposition",
+    "registry_for",
     "serve_metrics",
     "source_stats",
 ]

@@ -1,178 +1,62 @@
-"""A small metrics registry that renders the Prometheus text exposition format (version 0.0.4).
+"""Registries on ``prometheus_client``: a ``CollectorRegistry`` with ``render()``, and one merging collector per
+registry that every tierswitch exporter feeds.
 
-Three instrument kinds (``Counter``, ``Gauge``, ``Histogram``) updated by the code that owns them, plus *collectors*:
-callables that read counters kept elsewhere (router, cache, tier stats) at scrape time and return ``Family`` objects,
-so the hot path pays nothing for metrics it does not own. No dependency on ``prometheus_client``.
+Exporters (``RouterMetrics``, anything added with ``add_source``) hand in *sources*: callables that return
+``prometheus_client`` metric families read at scrape time. The registry's one ``TierswitchCollector`` merges the
+families of the same name (two routers in one registry share ``tierswitch_requests_total``, told apart by their
+``router`` label), drops ``_created`` samples (the old exposition had none and dashboards do not use them), and
+counts sources that raise in ``tierswitch_metrics_collector_errors_total``: a metrics bug never breaks the scrape.
+Nothing here touches ``prometheus_client.REGISTRY``; pass it explicitly if that is where you want the series.
 """
 
 from __future__ import annotations
 
-import bisect
+import inspect
 import logging
-import math
-import re
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
-__all__ = ["DEFAULT_BUCKETS", "Counter", "Family", "Gauge", "Histogram", "Registry", "Sample", "default_registry"]
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+__all__ = ["DEFAULT_BUCKETS", "Registry", "Source", "TierswitchCollector", "add_source", "collector_for",
+           "default_registry", "exposition"]
 
 log = logging.getLogger("tierswitch.metrics")
 
 DEFAULT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
-_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_CREATED_TYPES = frozenset({"counter", "histogram", "summary"})
+
+Source = Callable[[], Iterable[Metric]]
+_NAMELESS_OK = "support_collectors_without_names" in inspect.signature(CollectorRegistry.__init__).parameters
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One exposition line: ``name{labels} value``."""
+class Registry(CollectorRegistry):
+    """A ``prometheus_client.CollectorRegistry`` that can also ``render()`` its text exposition. Its series can be
+    filtered by name (``?name[]=`` on ``serve_metrics``, ``restricted_registry``) where ``prometheus_client`` supports
+    that for collectors whose names are known only at scrape time, as ours are."""
 
-    name: str
-    labels: Mapping[str, str]
-    value: float
+    def __init__(self, **kwargs: Any) -> None:
+        if _NAMELESS_OK:
+            kwargs.setdefault("support_collectors_without_names", True)
+        super().__init__(**kwargs)
 
-
-@dataclass(slots=True)
-class Family:
-    """A metric family: its name, type (counter, gauge, histogram, untyped), help text and samples."""
-
-    name: str
-    kind: str
-    help: str
-    samples: list[Sample] = field(default_factory=list)
-
-    def add(self, value: float, suffix: str = "", **labels: object) -> Family:
-        self.samples.append(Sample(self.name + suffix, {k: str(v) for k, v in labels.items()}, float(value)))
-        return self
+    def render(self) -> str:
+        """The Prometheus text exposition (format 0.0.4) of every metric, as ``generate_latest`` writes it."""
+        return generate_latest(self).decode("utf-8")
 
 
-def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise ValueError(f"invalid metric name {name!r}: use letters, digits, '_' and ':' and no leading digit")
-    return name
-
-
-class _Instrument:
-    kind = "untyped"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        self.name = check_name(name)
-        self.help = help
-        for label in labelnames:
-            if not _LABEL.fullmatch(label) or label.startswith("__") or label == "le":
-                raise ValueError(f"invalid label name {label!r} for metric {name!r}")
-        self.labelnames = tuple(labelnames)
-        self._lock = threading.Lock()
-
-    def _key(self, labels: Mapping[str, object]) -> tuple[str, ...]:
-        if set(labels) != set(self.labelnames):
-            raise ValueError(f"metric {self.name!r} takes labels {list(self.labelnames)}, got {sorted(labels)}")
-        return tuple(str(labels[n]) for n in self.labelnames)
-
-    def collect(self) -> Family:
-        raise NotImplementedError
-
-
-class Counter(_Instrument):
-    """A monotonically increasing count. By Prometheus convention its name ends in ``_total``."""
-
-    kind = "counter"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = ()) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[tuple[str, ...], float] = {}
-
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        if amount < 0:
-            raise ValueError(f"counter {self.name!r} cannot decrease (inc by {amount})")
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-    def value(self, **labels: object) -> float:
-        with self._lock:
-            return self._values.get(self._key(labels), 0.0)
-
-    def collect(self) -> Family:
-        fam = Family(self.name, self.kind, self.help)
-        with self._lock:
-            for key, value in self._values.items():
-                fam.add(value, **dict(zip(self.labelnames, key)))
-        return fam
-
-
-class Gauge(Counter):
-    """A value that goes up and down."""
-
-    kind = "gauge"
-
-    def set(self, value: float, **labels: object) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = float(value)
-
-    def inc(self, amount: float = 1.0, **labels: object) -> None:
-        key = self._key(labels)
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
-
-
-class Histogram(_Instrument):
-    """Observations counted into cumulative ``le`` buckets, with their ``_sum`` and ``_count``."""
-
-    kind = "histogram"
-
-    def __init__(self, name: str, help: str, labelnames: Sequence[str] = (),
-                 buckets: Sequence[float] = DEFAULT_BUCKETS) -> None:
-        super().__init__(name, help, labelnames)
-        bounds = sorted(float(b) for b in buckets if not math.isinf(b))
-        if not bounds or len(set(bounds)) != len(bounds):
-            raise ValueError(f"histogram {name!r} needs distinct finite bucket bounds, got {list(buckets)}")
-        self.bounds = tuple(bounds)
-        self._series: dict[tuple[str, ...], list[float]] = {}  # per-bucket counts (+Inf last), then sum
-
-    def observe(self, value: float, **labels: object) -> None:
-        key = self._key(labels)
-        index = bisect.bisect_left(self.bounds, value)  # first bound >= value: "le" is inclusive
-        with self._lock:
-            series = self._series.get(key)
-            if series is None:
-                series = self._series[key] = [0.0] * (len(self.bounds) + 2)
-            series[index] += 1
-            series[-1] += value
-
-    def count(self, **labels: object) -> int:
-        with self._lock:
-            series = self._series.get(self._key(labels))
-            return 0 if series is None else int(sum(series[:-1]))
-
-    def collect(self) -> Family:
-        fam = Family(self.name, self.kind, self.help)
-        with self._lock:
-            for key, series in self._series.items():
-                labels = dict(zip(self.labelnames, key))
-                running = 0.0
-                for bound, n in zip((*self.bounds, math.inf), series[:-1]):
-                    running += n
-                    fam.add(running, "_bucket", **labels, le=_format_value(bound))
-                fam.add(series[-1], "_sum", **labels)
-                fam.add(running, "_count", **labels)
-        return fam
-
-
-Collector = Callable[[], Iterable[Family]]
-
-
-class Registry:
-    """Instruments plus collectors, rendered together by ``render()``."""
+class TierswitchCollector:
+    """The collector a registry's tierswitch sources share (see the module docstring)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._instruments: dict[str, _Instrument] = {}
-        self._collectors: list[Collector] = []
+        self._sources: list[Source] = []
         self._owners: set[str] = set()
-        self.collector_errors = 0
+        self.errors = 0
 
     def claim(self, owner: str) -> None:
         """Reserve a label value (e.g. a router's name) so two exporters never emit the same series."""
@@ -181,85 +65,60 @@ class Registry:
                 raise ValueError(f"{owner!r} already exports into this registry; give each router its own name=")
             self._owners.add(owner)
 
-    def _register(self, instrument: _Instrument) -> _Instrument:
+    def add(self, source: Source) -> None:
         with self._lock:
-            existing = self._instruments.get(instrument.name)
-            if existing is not None:
-                if type(existing) is not type(instrument) or existing.labelnames != instrument.labelnames:
-                    raise ValueError(f"metric {instrument.name!r} is already registered with another type or labels")
-                return existing
-            self._instruments[instrument.name] = instrument
-            return instrument
+            self._sources.append(source)
 
-    def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
-        """The counter ``name`` (created on first use; the same object afterwards)."""
-        return self._register(Counter(name, help, labelnames))  # type: ignore[return-value]
-
-    def gauge(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Gauge:
-        return self._register(Gauge(name, help, labelnames))  # type: ignore[return-value]
-
-    def histogram(self, name: str, help: str, labelnames: Sequence[str] = (),
-                  buckets: Sequence[float] = DEFAULT_BUCKETS) -> Histogram:
-        return self._register(Histogram(name, help, labelnames, buckets))  # type: ignore[return-value]
-
-    def add_collector(self, collector: Collector) -> None:
-        """Call ``collector()`` at every scrape; it returns ``Family`` objects read from counters kept elsewhere."""
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
-            self._collectors.append(collector)
-
-    def collect(self) -> list[Family]:
-        """Every family, those of the same name merged (first help and type win). A failing collector is logged
-        and counted in ``tierswitch_metrics_collector_errors_total``; the scrape goes on."""
-        with self._lock:
-            instruments = list(self._instruments.values())
-            collectors = list(self._collectors)
-        families = [i.collect() for i in instruments]
-        for collector in collectors:
+            sources = list(self._sources)
+        merged: dict[str, Metric] = {}
+        for source in sources:
             try:
-                families.extend(collector())
+                families = list(source())
             except Exception:  # a metrics bug must never break the scrape (nor the service)
                 with self._lock:  # concurrent scrapes (the server is threaded) must not lose a count
-                    self.collector_errors += 1
-                log.exception("metrics collector %r failed", collector)
-        families.append(Family("tierswitch_metrics_collector_errors_total", "counter",
-                               "Metrics collectors that raised during a scrape.").add(self.collector_errors))
-        merged: dict[str, Family] = {}
-        for fam in families:
-            if fam.name in merged:
-                merged[fam.name].samples.extend(fam.samples)
-            else:
-                merged[fam.name] = Family(check_name(fam.name), fam.kind, fam.help, list(fam.samples))
-        return list(merged.values())
-
-    def render(self) -> str:
-        """The Prometheus text exposition of every metric."""
-        lines: list[str] = []
-        for fam in self.collect():
-            lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")
-            lines.append(f"# TYPE {fam.name} {fam.kind}")
-            for s in fam.samples:
-                labels = ",".join(f'{k}="{_escape_label(v)}"' for k, v in s.labels.items())
-                lines.append(f"{s.name}{{{labels}}} {_format_value(s.value)}" if labels
-                             else f"{s.name} {_format_value(s.value)}")
-        return "\n".join(lines) + "\n"
+                    self.errors += 1
+                log.exception("metrics source %r failed", source)
+                continue
+            for fam in families:
+                created = fam.name + "_created" if fam.type in _CREATED_TYPES else None
+                samples = [s for s in fam.samples if s.name != created]
+                known = merged.get(fam.name)
+                if known is None:
+                    known = merged[fam.name] = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+                known.samples.extend(samples)
+        yield from merged.values()
+        yield CounterMetricFamily("tierswitch_metrics_collector_errors",
+                                  "Metrics collectors that raised during a scrape.", value=self.errors)
 
 
-def _escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
+_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, TierswitchCollector] = weakref.WeakKeyDictionary()
+_COLLECTORS_LOCK = threading.Lock()
 
 
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def collector_for(registry: CollectorRegistry) -> TierswitchCollector:
+    """The ``TierswitchCollector`` of ``registry``, registered in it on first use."""
+    with _COLLECTORS_LOCK:
+        collector = _COLLECTORS.get(registry)
+        if collector is None:
+            collector = _COLLECTORS[registry] = TierswitchCollector()
+            registry.register(collector)
+        return collector
 
 
-def _format_value(value: float) -> str:
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+def add_source(registry: CollectorRegistry, source: Source) -> None:
+    """Call ``source()`` at every scrape of ``registry``; it returns metric families (``GaugeMetricFamily`` ...)."""
+    collector_for(registry).add(source)
+
+
+def exposition(registry: CollectorRegistry, accept: str | None = None) -> tuple[bytes, str]:
+    """``(body, content_type)`` of a scrape of ``registry``: OpenMetrics when ``accept`` asks for it, else the
+    Prometheus text format. For a web framework's own ``/metrics`` route (see ``registry_for``)."""
+    if not accept:
+        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type
 
 
 _DEFAULT: Registry | None = None
@@ -267,7 +126,8 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def default_registry() -> Registry:
-    """The process-wide registry used when none is given (created on first use)."""
+    """tierswitch's process-wide registry used when none is given (created on first use; it is not
+    ``prometheus_client.REGISTRY``)."""
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:

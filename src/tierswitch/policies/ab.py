@@ -19,14 +19,14 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from tierswitch.errors import ConfigError
+from tierswitch.outputs import same_output
 from tierswitch.policies.base import Policy
-from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Prediction, RoutingContext
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["ABTest", "ArmStats"]
 
@@ -59,7 +59,7 @@ class ArmStats:
                 "agreement_with_full": _wilson(*self.agree), "quality": _mean_ci(*self.quality)}
 
 
-def _mean_ci(n: int, total: float, squares: float) -> dict[str, Any]:
+def _mean_ci(n: float, total: float, squares: float) -> dict[str, Any]:
     if n == 0:
         return {"n": 0, "mean": None, "low": None, "high": None, "se": None}
     mean = total / n
@@ -86,10 +86,10 @@ class ABTest(Policy):
     def __init__(self, a: Policy, b: Policy, *, share_b: float = 0.5, mode: str = "split", salt: str = "",
                  full: str | None = None, max_pending: int = 100_000) -> None:
         if mode not in MODES:
-            raise ConfigError("policy.mode", f"must be one of {list(MODES)}, got {mode!r}")
+            raise ConfigError("policy.mode", f"must be one of {list(MODES)}, got {describe(mode)}")
         share_b = finite("policy.share_b", share_b, low=0.0, high=1.0)
         if not isinstance(salt, str):
-            raise ConfigError("policy.salt", f"must be a string, got {salt!r}")
+            raise ConfigError("policy.salt", f"must be a string, got {describe(salt)}")
         self.a, self.b = a, b
         self.share_b = float(share_b)
         self.mode = mode
@@ -176,9 +176,9 @@ class ABTest(Policy):
         """A quality label (in [0, 1]) for a served request, counted for its arm and forwarded to it."""
         if (reward is None) == (quality is None):  # checked before counting: the arm would refuse both at once
             raise ValueError("feedback: pass exactly one of quality= or reward=")
-        value = quality if quality is not None else reward
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            raise ValueError(f"feedback: the value must be finite, got {value!r}")
+        value = cast(float, quality if quality is not None else reward)  # exactly one is given: checked above
+        if not math.isfinite(value):
+            raise ValueError(f"feedback: the value must be finite, got {describe(value)}")
         with self._lock:
             arm = self._arm_of.get(request_id)
             if arm is None:
@@ -193,7 +193,7 @@ class ABTest(Policy):
         """Per-arm cost, agreement with the full tier and quality feedback (95% intervals), and b - a."""
         with self._lock:
             arms = {name: stats.summary() for name, stats in self._stats.items()}
-        difference = {}
+        difference: dict[str, dict[str, float] | None] = {}
         for metric in ("cost", "agreement_with_full", "quality"):
             a, b = arms["a"][metric], arms["b"][metric]
             if a["mean"] is None or b["mean"] is None:
@@ -215,31 +215,46 @@ class ABTest(Policy):
         return config
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], field: str = "policy") -> ABTest:
-        return from_config(config, field)
+    def from_config(cls, config: Mapping[str, Any], field: str = "policy", *,
+                    build_policy: Callable[[Any, str], Policy] | None = None) -> ABTest:
+        return from_config(config, field, build_policy=build_policy)
 
     def __repr__(self) -> str:
         return f"ABTest({self.a!r} vs {self.b!r}, mode={self.mode}, share_b={self.share_b:g})"
 
 
-def from_config(config: Mapping[str, Any], field: str = "policy") -> ABTest:
+def from_config(config: Mapping[str, Any], field: str = "policy", *,
+                build_policy: Callable[[Any, str], Policy] | None = None) -> ABTest:
     """The ``ab`` policy kind, one line of YAML:
-    ``{kind: ab, a: {kind: threshold, ...}, b: {kind: cascade, ...}, share_b: 0.1, mode: split, salt: exp-7}``."""
-    from tierswitch.config import policy_from_config
+    ``{kind: ab, a: {kind: threshold, ...}, b: {kind: cascade, ...}, share_b: 0.1, mode: split, salt: exp-7}``.
+
+    ``build_policy(config, field)`` builds each arm from its config (``tierswitch.policy_from_config``, which the
+    kind registry passes; this module never imports the registry, which sits a layer above). An arm that is already
+    a ``Policy`` is taken as is."""
     from tierswitch.validation import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, {"kind", "a", "b", "share_b", "mode", "salt", "full"})
+    arms = []
     for arm in ("a", "b"):
         if arm not in config:
             raise ConfigError(f"{field}.{arm}", "is required: the policy config of this arm")
-    a = policy_from_config(config["a"], f"{field}.a")
-    b = policy_from_config(config["b"], f"{field}.b")
+        arms.append(_arm(config[arm], f"{field}.{arm}", build_policy))
+    a, b = arms
     full = config.get("full")
     if full is not None and not isinstance(full, str):
-        raise ConfigError(f"{field}.full", f"must name a tier, got {full!r}")
+        raise ConfigError(f"{field}.full", f"must name a tier, got {describe(full)}")
     try:
         return ABTest(a, b, share_b=config.get("share_b", 0.5), mode=config.get("mode", "split"),
                       salt=config.get("salt", ""), full=full)
     except ConfigError as exc:
         raise rebased(exc, "policy", field) from exc
+
+
+def _arm(value: Any, field: str, build_policy: Callable[[Any, str], Policy] | None) -> Policy:
+    if isinstance(value, Policy):
+        return value
+    if build_policy is None:
+        raise ConfigError(field, "is a policy config, and no build_policy was given: build the ab policy with "
+                                 "tierswitch.policy_from_config, or pass build_policy=policy_from_config")
+    return build_policy(value, field)

@@ -29,10 +29,10 @@ from typing import Any
 import numpy as np
 
 from tierswitch.errors import ConfigError
+from tierswitch.outputs import same_output
 from tierswitch.policies.base import Policy
-from tierswitch.tiers.base import same_output
 from tierswitch.types import Decision, DecisionRecord, Features, RoutingContext
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["FEATURES", "ContextualBandit"]
 
@@ -77,13 +77,14 @@ class ContextualBandit(Policy):
         self.features = tuple(features)
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or not self.features or len(set(self.features)) != len(self.features):
-            raise ConfigError("policy.features", f"must be distinct names from {list(FEATURES)}, got {features!r}")
+            raise ConfigError("policy.features", f"must be distinct names from {list(FEATURES)}, got "
+                                                 f"{describe(features)}")
         for name, value, low in (("length_scale", length_scale, 1), ("max_pending", max_pending, 1),
                                  ("warmup", warmup, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"policy.{name}", f"must be an integer >= {low}, got {value!r}")
+                raise ConfigError(f"policy.{name}", f"must be an integer >= {low}, got {describe(value)}")
         if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError("policy.seed", f"must be an integer, got {seed!r}")
+            raise ConfigError("policy.seed", f"must be an integer, got {describe(seed)}")
         self.length_scale = length_scale
         self.warmup = warmup
         self.seed = seed
@@ -189,7 +190,7 @@ class ContextualBandit(Policy):
             raise ValueError("feedback: pass exactly one of reward= or quality=")
         value = float(reward if reward is not None else quality)  # type: ignore[arg-type]
         if not math.isfinite(value):
-            raise ValueError(f"feedback: the value must be finite, got {value!r}")
+            raise ValueError(f"feedback: the value must be finite, got {describe(value)}")
         with self._lock:
             entry = self._pending.pop(request_id, None)
             if entry is None:
@@ -245,10 +246,11 @@ def from_config(config: Mapping[str, Any], field: str = "policy") -> ContextualB
     only_keys(config, field, _FIELDS | {"kind"})
     tiers = config.get("tiers")
     if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
-        raise ConfigError(f"{field}.tiers", f"is required: a list of tier names, cheapest first; got {tiers!r}")
+        raise ConfigError(f"{field}.tiers", f"is required: a list of tier names, cheapest first; got {describe(tiers)}")
     features = config.get("features", ["bias", "score", "log_length"])
     if not isinstance(features, list):
-        raise ConfigError(f"{field}.features", f"must be a list of names from {list(FEATURES)}, got {features!r}")
+        raise ConfigError(f"{field}.features", f"must be a list of names from {list(FEATURES)}, got "
+                                               f"{describe(features)}")
     kwargs = {k: v for k, v in config.items() if k not in ("kind", "tiers")}
     try:
         return ContextualBandit(tiers, **kwargs)

@@ -41,6 +41,8 @@ class Policy(ABC):
 class FirstOf(Policy):
     """The first child policy that does not abstain decides; ``a | b | c`` builds one flat ``FirstOf``."""
 
+    policies: tuple[Policy, ...]
+
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         flat: list[Policy] = []
         for policy in policies:

@@ -21,8 +21,8 @@ capacity, on an injected clock; the controlled tier is refused while the bucket 
 from each path's latency distribution). The router must call :meth:`observe` for every request: register it as a
 decision hook (``router.add_hook(controller.observe)``). Counters may be shared by a fleet through ``RedisCounters``.
 
-This module is the control law and the policy; checking its parameters and the ``budget`` config kind live in
-``tierswitch.policies.budget_config``.
+This module is the control law, the policy and the ``budget`` config kind (``from_config``/``to_config``); checking
+its parameters lives in ``tierswitch.policies.budget_config``.
 """
 
 from __future__ import annotations
@@ -33,16 +33,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from tierswitch.policies import budget_config
+from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
-from tierswitch.policies.budget_config import TARGETS, check_settings, from_config
-from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile
+from tierswitch.policies.budget_config import FIELDS, TARGETS, check_settings
+from tierswitch.policies.quantile import Counters, LocalCounters, WindowQuantile, counters_from_config
 from tierswitch.types import Decision, DecisionRecord, RoutingContext
+from tierswitch.validation import describe, only_keys, rebased, section
 
-# TARGETS and from_config (the registry's factory for the budget kind) are re-exported from budget_config
-__all__ = ["TARGETS", "BudgetController", "from_config"]
+__all__ = ["TARGETS", "BudgetController", "from_config", "to_config"]
 
 
 class BudgetController(Policy):
@@ -106,11 +106,13 @@ class BudgetController(Policy):
 
     def _refill(self) -> float:
         now = self.clock()
-        if self._bucket is None:
-            self._bucket, self._bucket_t = self.burst / 2, now  # start half full: room to spend and to save
-        self._bucket = min(self.burst, self._bucket + (now - self._bucket_t) * self.value)
+        burst = cast(float, self.burst)  # set for cost_rate, the only target with a bucket (budget_config)
+        bucket = self._bucket
+        if bucket is None:
+            bucket, self._bucket_t = burst / 2, now  # start half full: room to spend and to save
+        self._bucket = bucket = min(burst, bucket + (now - self._bucket_t) * self.value)
         self._bucket_t = now
-        return self._bucket
+        return bucket
 
     def _error(self) -> float:
         """Distance below target over the trailing window, in share-of-requests units (positive: room to spend)."""
@@ -120,12 +122,14 @@ class BudgetController(Policy):
             # into share of the controlled path by how much more often that path is slower than T
             if not len(self._latency):
                 return 0.0
-            lower, full = self._path_latency
-            slope = lower.cdf(self.value) - full.cdf(self.value) if len(lower) and len(full) else 1.0
+            lower, controlled = self._path_latency
+            slope = (lower.cdf(self.value) - controlled.cdf(self.value)
+                     if len(lower) and len(controlled) else 1.0)
             return (0.05 - (1.0 - self._latency.cdf(self.value))) / max(slope, 0.05)
         costs = self._path_costs()
         if self.target == "cost_rate":
-            return 0.0 if costs is None else (self._refill() - self.burst / 2) / ((costs[1] - costs[0]) * self.window)
+            burst = cast(float, self.burst)
+            return 0.0 if costs is None else (self._refill() - burst / 2) / ((costs[1] - costs[0]) * self.window)
         if not n:
             return 0.0
         if self.target == "full_share":
@@ -226,8 +230,7 @@ class BudgetController(Policy):
                 alpha = 2.0 / (min(self.window, 200) + 1)
                 self._path_cost[path] = cost if previous is None else previous + alpha * (cost - previous)
             if self.target == "cost_rate":
-                self._refill()
-                self._bucket = max(-self.burst, self._bucket - cost)
+                self._bucket = max(-cast(float, self.burst), self._refill() - cost)
             self._integral = max(-1.0, min(1.0, self._integral + self.integral_gain * self._error()))
 
     def status(self) -> dict[str, Any]:
@@ -251,7 +254,7 @@ class BudgetController(Policy):
         return set(self.tiers)
 
     def to_config(self) -> dict[str, Any]:
-        return budget_config.to_config(self)
+        return to_config(self)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], field: str = "policy") -> BudgetController:
@@ -261,3 +264,39 @@ class BudgetController(Policy):
     def __repr__(self) -> str:
         return f"BudgetController({self.target}={self.value:g}, tiers={list(self.tiers)})"
 
+
+def to_config(controller: BudgetController) -> dict[str, Any]:
+    """``controller``'s parameters as a ``budget`` policy config (what ``from_config`` reads back)."""
+    config: dict[str, Any] = {
+        "kind": "budget", "target": controller.target, "value": controller.value, "tiers": list(controller.tiers),
+        "window": controller.window, "score_window": controller.score_window, "gain": controller.gain,
+        "integral_gain": controller.integral_gain, "lower_split": list(controller.lower_split),
+        "min_samples": controller.min_samples, "seed": controller.seed,
+    }
+    if controller.burst is not None:
+        config["burst"] = controller.burst
+    counters = controller.counters.to_config()
+    if counters is not None:
+        config["counters"] = counters
+    return config
+
+
+def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetController:
+    """The ``budget`` policy kind: ``{"kind": "budget", "target": "full_share", "value": 0.3, "tiers": [...],
+    "window": 1000, ..., "counters": {"kind": "redis", "name": ..., "url": ...}}``. Unknown keys are refused;
+    every error names ``field`` plus the key at fault."""
+
+    config = section(config, field)
+    only_keys(config, field, FIELDS | {"kind"})
+    for name in ("target", "value"):
+        if name not in config:
+            raise ConfigError(f"{field}.{name}", f"is required for a budget policy (targets: {list(TARGETS)})")
+    kwargs = {k: v for k, v in config.items() if k not in ("kind", "target", "value", "counters")}
+    tiers = kwargs.get("tiers", [])
+    if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
+        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {describe(tiers)}")
+    try:
+        counters = counters_from_config(config.get("counters"))
+        return BudgetController(config["target"], config["value"], counters=counters, **kwargs)
+    except ConfigError as exc:
+        raise rebased(exc, "policy", field) from exc

@@ -1,27 +1,23 @@
-"""Settings of the ``BudgetController``: its targets, the checks on its parameters, and its config round trip.
+"""Settings of the ``BudgetController``: its targets, its config keys and the checks on its parameters.
 
-``check_settings`` validates and normalises the constructor's parameters (every error names ``policy.<key>``);
-``from_config`` reads the ``budget`` policy kind from a config mapping and ``to_config`` writes it back. The
-control law itself lives in ``tierswitch.policies.budget``.
+``check_settings`` validates and normalises the constructor's parameters (every error names ``policy.<key>``). The
+control law, the policy and its config round trip (``from_config``/``to_config``) live in
+``tierswitch.policies.budget``, which imports this module (never the reverse).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from tierswitch.errors import ConfigError
-from tierswitch.policies.quantile import counters_from_config
-from tierswitch.validation import finite, positive
+from tierswitch.validation import describe, finite, positive
 
-if TYPE_CHECKING:
-    from tierswitch.policies.budget import BudgetController
-
-__all__ = ["TARGETS", "BudgetSettings", "check_settings", "from_config", "to_config"]
+__all__ = ["FIELDS", "TARGETS", "BudgetSettings", "check_settings"]
 
 TARGETS = ("full_share", "mean_cost", "cost_rate", "latency_p95")
-_FIELDS = {"target", "value", "tiers", "window", "score_window", "gain", "integral_gain", "lower_split", "burst",
+FIELDS = {"target", "value", "tiers", "window", "score_window", "gain", "integral_gain", "lower_split", "burst",
            "min_samples", "seed", "counters"}
 
 
@@ -47,7 +43,7 @@ def check_settings(
 ) -> BudgetSettings:
     """The parameters of ``BudgetController`` checked and normalised; ``ConfigError`` names the first bad one."""
     if target not in TARGETS:
-        raise ConfigError("policy.target", f"must be one of {list(TARGETS)}, got {target!r}")
+        raise ConfigError("policy.target", f"must be one of {list(TARGETS)}, got {describe(target)}")
     high = 1.0 if target == "full_share" else math.inf
     value = finite("policy.value", value, low=0.0, high=high, strict=target != "full_share")
     tiers = tuple(tiers)
@@ -69,42 +65,3 @@ def check_settings(
         raise ConfigError("policy.burst", "only applies to the cost_rate target")
     return BudgetSettings(target, value, tiers, window, score_window, gain, integral_gain,
                           tuple(s / sum(split) for s in split), burst, min_samples, seed)
-
-
-def to_config(controller: BudgetController) -> dict[str, Any]:
-    """``controller``'s parameters as a ``budget`` policy config (what ``from_config`` reads back)."""
-    config: dict[str, Any] = {
-        "kind": "budget", "target": controller.target, "value": controller.value, "tiers": list(controller.tiers),
-        "window": controller.window, "score_window": controller.score_window, "gain": controller.gain,
-        "integral_gain": controller.integral_gain, "lower_split": list(controller.lower_split),
-        "min_samples": controller.min_samples, "seed": controller.seed,
-    }
-    if controller.burst is not None:
-        config["burst"] = controller.burst
-    counters = controller.counters.to_config()
-    if counters is not None:
-        config["counters"] = counters
-    return config
-
-
-def from_config(config: Mapping[str, Any], field: str = "policy") -> BudgetController:
-    """The ``budget`` policy kind: ``{"kind": "budget", "target": "full_share", "value": 0.3, "tiers": [...],
-    "window": 1000, ..., "counters": {"kind": "redis", "name": ..., "url": ...}}``. Unknown keys are refused;
-    every error names ``field`` plus the key at fault."""
-    from tierswitch.policies.budget import BudgetController
-    from tierswitch.validation import only_keys, rebased, section
-
-    config = section(config, field)
-    only_keys(config, field, _FIELDS | {"kind"})
-    for name in ("target", "value"):
-        if name not in config:
-            raise ConfigError(f"{field}.{name}", f"is required for a budget policy (targets: {list(TARGETS)})")
-    kwargs = {k: v for k, v in config.items() if k not in ("kind", "target", "value", "counters")}
-    tiers = kwargs.get("tiers", [])
-    if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
-        raise ConfigError(f"{field}.tiers", f"must be a list of tier names, got {tiers!r}")
-    try:
-        counters = counters_from_config(config.get("counters"))
-        return BudgetController(config["target"], config["value"], counters=counters, **kwargs)
-    except ConfigError as exc:
-        raise rebased(exc, "policy", field) from exc

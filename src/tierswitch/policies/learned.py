@@ -16,13 +16,13 @@ probability the policy abstains, so ``LearnedPolicy(...) | Fixed("full")`` is a 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from tierswitch.errors import ConfigError
 from tierswitch.policies.base import Policy
 from tierswitch.types import Decision, Features, RoutingContext
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["LearnedPolicy", "PerTierOutputs", "TierProbabilities", "as_tier_probabilities"]
 
@@ -60,7 +60,8 @@ class PerTierOutputs:
         return {t: min(1.0, max(0.0, float(v))) for t, v in zip(self.tiers, outputs)}
 
     def to_config(self) -> dict[str, Any]:
-        return self.estimator.to_config()
+        config: dict[str, Any] = self.estimator.to_config()
+        return config
 
 
 def as_tier_probabilities(model: Any) -> TierProbabilities:
@@ -144,29 +145,37 @@ class LearnedPolicy(Policy):
         return config
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any], field: str = "policy") -> LearnedPolicy:
-        return from_config(config, field)
+    def from_config(cls, config: Mapping[str, Any], field: str = "policy", *,
+                    build_estimator: Callable[[Any, str], Any] | None = None) -> LearnedPolicy:
+        return from_config(config, field, build_estimator=build_estimator)
 
     def __repr__(self) -> str:
         rule = f"lam={self.lam:g}" if self.lam is not None else f"threshold={self.threshold}"
         return f"LearnedPolicy(tiers={list(self.tiers)}, {rule})"
 
 
-def from_config(config: Mapping[str, Any], field: str = "policy") -> LearnedPolicy:
+def from_config(config: Mapping[str, Any], field: str = "policy", *,
+                build_estimator: Callable[[Any, str], Any] | None = None) -> LearnedPolicy:
     """The ``learned`` policy kind: ``{"kind": "learned", "tiers": [...], "model": {estimator config},
-    "threshold": 0.8}`` (or ``"lam": ...`` for the utility rule). ``model`` is built by
-    ``tierswitch.config.estimator_from_config`` and must give per-tier probabilities."""
-    from tierswitch.config import estimator_from_config
+    "threshold": 0.8}`` (or ``"lam": ...`` for the utility rule). ``model`` is built by ``build_estimator(config,
+    field)`` (``tierswitch.config.estimator_from_config``, which the kind registry passes; this module never imports
+    the registry, a layer above) and must give per-tier probabilities; a model object is taken as is."""
     from tierswitch.validation import only_keys, rebased, section
 
     config = section(config, field)
     only_keys(config, field, _FIELDS | {"kind"})
     tiers = config.get("tiers")
     if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
-        raise ConfigError(f"{field}.tiers", f"is required: a list of tier names, cheapest first; got {tiers!r}")
+        raise ConfigError(f"{field}.tiers", f"is required: a list of tier names, cheapest first; got {describe(tiers)}")
     if "model" not in config:
         raise ConfigError(f"{field}.model", "is required: an estimator config that gives per-tier probabilities")
-    model = estimator_from_config(config["model"], f"{field}.model")
+    model = config["model"]
+    if isinstance(model, Mapping):
+        if build_estimator is None:
+            raise ConfigError(f"{field}.model", "is an estimator config, and no build_estimator was given: build "
+                                                "the policy with tierswitch.policy_from_config, or pass "
+                                                "build_estimator=estimator_from_config")
+        model = build_estimator(model, f"{field}.model")
     try:
         model = as_tier_probabilities(model)
     except ConfigError as exc:

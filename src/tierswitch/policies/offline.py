@@ -28,6 +28,7 @@ import numpy as np
 from tierswitch.policies.base import Policy
 from tierswitch.tiers.base import Tier
 from tierswitch.types import DecisionRecord, Features, Request, RoutingContext
+from tierswitch.validation import describe
 
 __all__ = ["Estimate", "LoggedDecision", "OutcomeLog", "evaluate", "rows_from_decision_log"]
 
@@ -90,7 +91,7 @@ class OutcomeLog:
         """Attach a quality label (e.g. 1.0 right, 0.0 wrong) to a logged request; False when unknown."""
         quality = float(quality)
         if not math.isfinite(quality):  # one NaN label would make every quality and reward estimate NaN
-            raise ValueError(f"feedback: the quality must be finite, got {quality!r}")
+            raise ValueError(f"feedback: the quality must be finite, got {describe(quality)}")
         with self._lock:
             row = self._rows.get(request_id)
             if row is None:
@@ -213,7 +214,8 @@ def evaluate(
     weights, costs, quality, labelled = [], [], [], []
     for row in rows:
         if not 0.0 < row.propensity <= 1.0:
-            raise ValueError(f"evaluate: request {row.request_id} has propensity {row.propensity!r}; it must be "
+            raise ValueError(f"evaluate: request {row.request_id} has propensity {describe(row.propensity)}; it "
+                             f"must be "
                              "in (0, 1] (log with a policy that records propensities)")
         weights.append(_target_probability(policy, row.context(tiers), row.tier) / row.propensity)
         costs.append(row.cost)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from tierswitch.errors import ConfigError
-from tierswitch.validation import finite, positive
+from tierswitch.validation import describe, finite, positive
 
 __all__ = ["Counters", "LocalCounters", "RedisCounters", "WindowCounters", "WindowQuantile", "counters_from_config"]
 
@@ -48,7 +48,7 @@ class WindowQuantile:
         """Add one value, dropping the oldest when the window is full."""
         value = float(value)
         if not math.isfinite(value):
-            raise ValueError(f"WindowQuantile.add: value must be finite, got {value!r}")
+            raise ValueError(f"WindowQuantile.add: value must be finite, got {describe(value)}")
         self._fifo.append(value)
         bisect.insort(self._sorted, value)
         if len(self._fifo) > self.window:
@@ -180,9 +180,9 @@ class RedisCounters:
     ) -> None:
         for field, value in (("counters.name", name), ("counters.namespace", namespace)):
             if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-                raise ConfigError(field, f"must be a non-empty string without spaces, got {value!r}")
-        for field, value in (("counters.window_s", window_s), ("counters.bucket_s", bucket_s)):
-            finite(field, value, low=0.0, strict=True)  # an infinite window has no number of buckets
+                raise ConfigError(field, f"must be a non-empty string without spaces, got {describe(value)}")
+        for field, seconds in (("counters.window_s", window_s), ("counters.bucket_s", bucket_s)):
+            finite(field, seconds, low=0.0, strict=True)  # an infinite window has no number of buckets
         finite("counters.refresh_s", refresh_s, low=0.0)  # NaN would never flush; 0 flushes on every request
         if window_s < bucket_s:
             raise ConfigError("counters.window_s", f"must be >= bucket_s ({bucket_s}), got {window_s}")
@@ -284,7 +284,7 @@ def counters_from_config(config: Mapping[str, Any] | None) -> Counters | None:
     if config is None or config.get("kind", "local") == "local":
         return None
     if config.get("kind") != "redis":
-        raise ConfigError("policy.counters.kind", f"must be 'local' or 'redis', got {config.get('kind')!r}")
+        raise ConfigError("policy.counters.kind", f"must be 'local' or 'redis', got {describe(config.get('kind'))}")
     allowed = {"name", "url", "namespace", "window_s", "bucket_s", "refresh_s"}
     unknown = set(config) - allowed - {"kind"}
     if unknown:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from tierswitch.errors import ConfigError
+from tierswitch.validation import describe
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 
@@ -41,12 +42,12 @@ class CircuitBreaker:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
-            raise ConfigError("breaker.failures", f"must be an integer >= 1, got {failures!r}")
+            raise ConfigError("breaker.failures", f"must be an integer >= 1, got {describe(failures)}")
         for field, value in (("window_s", window_s), ("cooldown_s", cooldown_s)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"breaker.{field}", f"must be a number of seconds > 0, got {value!r}")
+                raise ConfigError(f"breaker.{field}", f"must be a number of seconds > 0, got {describe(value)}")
         if isinstance(half_open_probes, bool) or not isinstance(half_open_probes, int) or half_open_probes < 1:
-            raise ConfigError("breaker.half_open_probes", f"must be an integer >= 1, got {half_open_probes!r}")
+            raise ConfigError("breaker.half_open_probes", f"must be an integer >= 1, got {describe(half_open_probes)}")
         self.failures = failures
         self.window_s = float(window_s)
         self.cooldown_s = float(cooldown_s)

@@ -20,6 +20,7 @@ from tierswitch.reliability.breaker import CircuitBreaker
 from tierswitch.reliability.guarded import Guarded
 from tierswitch.reliability.retry import Backoff
 from tierswitch.tiers.base import Tier
+from tierswitch.validation import describe
 
 __all__ = ["GUARD_KEYS", "guard_settings", "guard_tiers_from_config"]
 
@@ -30,7 +31,7 @@ _BREAKER_KEYS = {"failures", "window_s", "cooldown_s", "half_open_probes"}
 
 def _mapping(value: Any, field: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ConfigError(field, f"must be a mapping, got {type(value).__name__} {value!r}")
+        raise ConfigError(field, f"must be a mapping, got {type(value).__name__} {describe(value)}")
     return value
 
 
@@ -48,7 +49,7 @@ def _number(config: Mapping[str, Any], key: str, field: str, *, integer: bool = 
     if bad or value < low or (strict and value == low):
         what = "an integer" if integer else "a number"
         bound = f"> {low:g}" if strict else f">= {low:g}"
-        raise ConfigError(f"{field}.{key}", f"must be {what} {bound}, got {value!r}")
+        raise ConfigError(f"{field}.{key}", f"must be {what} {bound}, got {describe(value)}")
     return value
 
 
@@ -67,7 +68,8 @@ def guard_settings(config: Any, field: str, *, clock: Callable[[], float] | None
         out["max_queue"] = _number(config, "max_queue", field, integer=True, strict=False)
     if "retry_timeouts" in config:
         if not isinstance(config["retry_timeouts"], bool):
-            raise ConfigError(f"{field}.retry_timeouts", f"must be true or false, got {config['retry_timeouts']!r}")
+            raise ConfigError(f"{field}.retry_timeouts", f"must be true or false, got "
+                                                         f"{describe(config['retry_timeouts'])}")
         out["retry_timeouts"] = config["retry_timeouts"]
     if "backoff" in config:
         backoff = _mapping(config["backoff"], f"{field}.backoff")
@@ -75,7 +77,7 @@ def guard_settings(config: Any, field: str, *, clock: Callable[[], float] | None
         kwargs = {k: _number(backoff, k, f"{field}.backoff", strict=False) for k in _BACKOFF_KEYS - {"jitter"}
                   if k in backoff}
         if "jitter" in backoff and not isinstance(backoff["jitter"], bool):
-            raise ConfigError(f"{field}.backoff.jitter", f"must be true or false, got {backoff['jitter']!r}")
+            raise ConfigError(f"{field}.backoff.jitter", f"must be true or false, got {describe(backoff['jitter'])}")
         try:
             out["backoff"] = Backoff(**kwargs, jitter=backoff.get("jitter", True))
         except ConfigError as exc:

@@ -8,14 +8,9 @@ raises it still fall back cleanly when it is not guarded, while ``Guarded`` find
 
 from __future__ import annotations
 
-from tierswitch.errors import TierFailure
+from tierswitch.errors import TierFailure, TransientTierError
 
 __all__ = ["CircuitOpen", "TierSaturated", "TransientTierError"]
-
-
-class TransientTierError(Exception):
-    """Raise this (or a subclass) from an inference function for an error worth retrying: a rate limit, a dropped
-    connection, a replica restarting. ``Guarded`` retries it with backoff; any other error is not retried."""
 
 
 class CircuitOpen(TierFailure):

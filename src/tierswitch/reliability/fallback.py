@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tierswitch.errors import ConfigError
+from tierswitch.validation import describe
 
 __all__ = ["FallbackPlan", "default_next", "fallback_from_config"]
 
@@ -49,16 +50,16 @@ class FallbackPlan:
         for tier, targets in order.items():
             where = f"{field}.{tier}"
             if tier not in known:
-                raise ConfigError(where, f"unknown tier {tier!r}; the router has {known}")
+                raise ConfigError(where, f"unknown tier {describe(tier)}; the router has {known}")
             if isinstance(targets, str):
                 targets = [targets]
             elif targets is None:
                 targets = []
             if not isinstance(targets, (list, tuple)) or not all(isinstance(t, str) for t in targets):
-                raise ConfigError(where, f"must be a tier name or a list of tier names, got {targets!r}")
+                raise ConfigError(where, f"must be a tier name or a list of tier names, got {describe(targets)}")
             for target in targets:
                 if target not in known:
-                    raise ConfigError(where, f"falls back to unknown tier {target!r}; the router has {known}")
+                    raise ConfigError(where, f"falls back to unknown tier {describe(target)}; the router has {known}")
                 if target == tier:
                     raise ConfigError(where, "a tier cannot fall back to itself")
             if len(set(targets)) != len(targets):
@@ -129,4 +130,4 @@ def fallback_from_config(value: Any, tier_names: Sequence[str], field: str = "ro
         return value
     if isinstance(value, Mapping):
         return FallbackPlan(value, tier_names, field)
-    raise ConfigError(field, f"must be true, false or a mapping of tier -> fallback tiers, got {value!r}")
+    raise ConfigError(field, f"must be true, false or a mapping of tier -> fallback tiers, got {describe(value)}")

@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import Any, TypeVar
 
 from tierswitch.errors import ConfigError, TierFailure, TierTimeout
 from tierswitch.reliability.breaker import CircuitBreaker
@@ -33,9 +33,11 @@ from tierswitch.reliability.pool import CallPool
 from tierswitch.reliability.retry import Backoff, RetryOn, transient_predicate
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier
 from tierswitch.types import Prediction
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["Guarded", "guard_all"]
+
+T = TypeVar("T")
 
 
 class Guarded(Tier):
@@ -71,10 +73,12 @@ class Guarded(Tier):
         if timeout_s is not None:  # finite: an infinite deadline overflows the thread wait (use None: no timeout)
             finite(f"tiers.{tier.name}.timeout_s", timeout_s, low=0.0, strict=True)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {retries!r}")
+            raise ConfigError(f"tiers.{tier.name}.retries", f"must be an integer >= 0, got {describe(retries)}")
         self.inner = tier
         self.name = tier.name
-        self.is_async = tier.is_async  # the async core awaits apredict_one, which awaits the tier's coroutine
+        # apredict_one is native here (asyncio timeouts; a sync inner tier runs on the guard's own pool), so the
+        # async core awaits it rather than parking an executor thread on top of the guard's.
+        self.is_async = True
         self.timeout_s = None if timeout_s is None else float(timeout_s)
         self.retries = retries
         self.backoff = backoff if backoff is not None else Backoff()
@@ -95,7 +99,7 @@ class Guarded(Tier):
         return self.inner.cacheable(x)
 
     @property
-    def cost_model(self) -> CostModel:  # type: ignore[override]
+    def cost_model(self) -> CostModel:
         return self.inner.cost_model
 
     @cost_model.setter
@@ -103,7 +107,7 @@ class Guarded(Tier):
         self.inner.cost_model = value
 
     @property
-    def capabilities(self) -> Capabilities:  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
         return self.inner.capabilities
 
     @capabilities.setter
@@ -134,7 +138,7 @@ class Guarded(Tier):
     def predict_one(self, x: Any, length: int = 0) -> Prediction:
         return self._guard(lambda: self.inner.predict_one(x, length))
 
-    def _guard(self, call: Callable[[], Any]) -> Any:
+    def _guard(self, call: Callable[[], T]) -> T:
         attempt = 0
         while True:
             self._admit()
@@ -151,7 +155,7 @@ class Guarded(Tier):
             self._after_success()
             return result
 
-    def _timed(self, call: Callable[[], Any]) -> Any:
+    def _timed(self, call: Callable[[], T]) -> T:
         if self.timeout_s is None:
             return call()
         future = self.pool.submit(call)
@@ -173,7 +177,7 @@ class Guarded(Tier):
         make = (lambda: inner.apredict_one(x, length)) if inner.is_async else None
         return await self._aguard(lambda: self.inner.predict_one(x, length), make)
 
-    async def _aguard(self, call: Callable[[], Any], make_coro: Callable[[], Awaitable[Any]] | None) -> Any:
+    async def _aguard(self, call: Callable[[], T], make_coro: Callable[[], Awaitable[T]] | None) -> T:
         attempt = 0
         while True:
             self._admit()
@@ -190,7 +194,7 @@ class Guarded(Tier):
             self._after_success()
             return result
 
-    async def _atimed(self, call: Callable[[], Any], make_coro: Callable[[], Awaitable[Any]] | None) -> Any:
+    async def _atimed(self, call: Callable[[], T], make_coro: Callable[[], Awaitable[T]] | None) -> T:
         if make_coro is not None:  # a native coroutine can really be cancelled at the deadline
             try:
                 return await asyncio.wait_for(make_coro(), self.timeout_s)

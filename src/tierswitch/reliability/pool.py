@@ -20,11 +20,14 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, TypeVar
 
 from tierswitch.errors import ConfigError
+from tierswitch.validation import describe
 
 __all__ = ["CallPool"]
+
+T = TypeVar("T")
 
 
 class CallPool:
@@ -33,7 +36,7 @@ class CallPool:
     def __init__(self, workers: int = 8, max_queue: int = 256, *, name: str = "tierswitch-call") -> None:
         for field, value, low in (("workers", workers, 1), ("max_queue", max_queue, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(field, f"must be an integer >= {low}, got {value!r}")
+                raise ConfigError(field, f"must be an integer >= {low}, got {describe(value)}")
         self.workers = workers
         self.max_queue = max_queue
         self.name = name
@@ -61,9 +64,9 @@ class CallPool:
         with self._cond:
             return self._running + len(self._queue)
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any] | None:
+    def submit(self, fn: Callable[[], T]) -> Future[T] | None:
         """Queue ``fn()`` and return its future, or None when ``max_queue`` calls already wait."""
-        future: Future[Any] = Future()
+        future: Future[T] = Future()
         with self._cond:
             waiting = len(self._queue)
             if waiting >= self.max_queue:  # a future cancelled by its holder (not by give_up) holds no place either

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tierswitch.errors import ConfigError
 from tierswitch.reliability.errors import TransientTierError
-from tierswitch.validation import finite
+from tierswitch.validation import describe, finite
 
 __all__ = ["Backoff", "RetryOn", "causes", "transient_predicate"]
 
@@ -35,9 +35,9 @@ class Backoff:
         for name in ("base_s", "factor", "max_s"):  # finite: an infinite delay would never end (or overflow sleep)
             finite(f"backoff.{name}", getattr(self, name), low=0.0)
         if self.factor < 1:
-            raise ConfigError("backoff.factor", f"must be >= 1 (delays never shrink), got {self.factor!r}")
+            raise ConfigError("backoff.factor", f"must be >= 1 (delays never shrink), got {describe(self.factor)}")
         if self.max_s < self.base_s:
-            raise ConfigError("backoff.max_s", f"must be >= base_s ({self.base_s}), got {self.max_s!r}")
+            raise ConfigError("backoff.max_s", f"must be >= base_s ({self.base_s}), got {describe(self.max_s)}")
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
@@ -63,13 +63,14 @@ def transient_predicate(retry_on: RetryOn) -> Callable[[BaseException], bool]:
         extra: Callable[[BaseException], bool] = lambda e: False  # noqa: E731
     elif isinstance(retry_on, tuple):
         if not all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on):
-            raise ConfigError("retry_on", f"must be a tuple of exception types or a predicate, got {retry_on!r}")
+            raise ConfigError("retry_on", f"must be a tuple of exception types or a predicate, got "
+                                          f"{describe(retry_on)}")
         types = retry_on
         extra = lambda e: isinstance(e, types)  # noqa: E731
     elif callable(retry_on):
         extra = retry_on
     else:
-        raise ConfigError("retry_on", f"must be a tuple of exception types or a predicate, got {retry_on!r}")
+        raise ConfigError("retry_on", f"must be a tuple of exception types or a predicate, got {describe(retry_on)}")
 
     def is_transient(exc: BaseException) -> bool:
         return any(isinstance(e, TransientTierError) or extra(e) for e in causes(exc))

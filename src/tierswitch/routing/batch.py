@@ -1,7 +1,12 @@
-"""``Router.batch``: the same steps as a single request, with one cache round trip and one tier call per group.
+"""``Router.batch``/``abatch``: the same steps as a single request, with one cache round trip and one tier call per
+group.
 
 Inputs move through the cascade in rounds: every round groups the pending inputs by the tier they are waiting for
-and calls each tier once with its whole group.
+and calls each tier once with its whole group (concurrently across tiers on the async core). Failures are per
+item: when a group call fails, its inputs are retried one by one, so one bad input falls back alone and never
+escalates (or fails) the rest of its group. With ``return_exceptions=True`` an input that no tier could answer gets
+its ``AllTiersFailed`` (or an admission error) in its slot; otherwise the first such error is raised after every
+good answer has been cached.
 """
 
 from __future__ import annotations
@@ -9,14 +14,18 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tierswitch.errors import AllTiersFailed, InputTooLarge, InvalidInput, NoCapableTier, TierFailure
+from tierswitch.errors import AllTiersFailed, InvalidInput, NoCapableTier, TierFailure, TierswitchError
 from tierswitch.estimator.base import uncertainty_of
+from tierswitch.routing.admission import Admitted, admit
+from tierswitch.routing.effects import Call, CallGroup, GetMany, Parallel, Steps, StoreMany
+from tierswitch.routing.hits import finish_hit
+from tierswitch.routing.hooks import emit
+from tierswitch.routing.miss import CACHE_MISS, context, decide, next_after_failure
+from tierswitch.routing.state import RoutingState
 from tierswitch.types import Decision, Prediction, Routed, RoutingContext, TraceStep
-
-if TYPE_CHECKING:
-    from tierswitch.router import Router
+from tierswitch.validation import batch_inputs
 
 __all__ = ["route_batch"]
 
@@ -24,10 +33,12 @@ __all__ = ["route_batch"]
 class _Pending:
     """One input's state while its batch is routed."""
 
-    __slots__ = ("index", "ctx", "decision", "trace", "failures", "tier", "done", "escalations", "fallbacks")
+    __slots__ = ("index", "admitted", "ctx", "decision", "trace", "failures", "tier", "done", "escalations",
+                 "fallbacks", "error")
 
-    def __init__(self, index: int, ctx: RoutingContext) -> None:
+    def __init__(self, index: int, admitted: Admitted, ctx: RoutingContext) -> None:
         self.index = index
+        self.admitted = admitted
         self.ctx = ctx
         self.trace: list[TraceStep] = []
         self.failures: list[TierFailure] = []
@@ -36,136 +47,177 @@ class _Pending:
         self.done: Prediction | None = None
         self.escalations = 0
         self.fallbacks = 0
+        self.error: AllTiersFailed | None = None
 
 
-def _call_group(router: Router, tier: str, items: list[_Pending]) -> list[Prediction] | TierFailure:
-    try:
-        predictions = router.tiers[tier].predict(
-            [p.ctx.request.payload for p in items], [p.ctx.features.length for p in items]
-        )
-    except TierFailure as failure:
-        return failure
-    for p, prediction in zip(items, predictions):
-        p.ctx.tried.append(tier)
-        p.ctx.predictions[tier] = prediction
-    return predictions
-
-
-def route_batch(router: Router, xs: Sequence[Any], modality: str | None) -> list[Routed]:
-    """Route ``xs`` together; results come back in input order. Invalid inputs (and inputs no tier accepts) fail the
-    call before any tier runs, with the index of the first bad input in the message."""
+def route_batch(state: RoutingState, xs: Sequence[Any], modality: str | None,
+                return_exceptions: bool = False) -> Steps[list[Any]]:
+    """The steps of ``router.batch(xs)``; results come back in input order."""
     started = time.perf_counter()
-    if len(xs) > router.max_batch:
-        raise InputTooLarge(f"batch of {len(xs)} inputs is over max_batch={router.max_batch}; split it")
-    admitted = []
-    for i, x in enumerate(xs):
+    items = batch_inputs(xs, state.max_batch)
+    results: list[Any] = [None] * len(items)
+    admitted: list[Admitted | None] = []
+    for i, x in enumerate(items):
         try:
-            admitted.append(router._admit(x, modality))
+            admitted.append(admit(state, x, modality))
         except (InvalidInput, NoCapableTier) as exc:
-            raise type(exc)(f"batch input {i}: {exc}") from exc
-    results: list[Routed | None] = [None] * len(xs)
-    hits: list[Prediction | None] = [None] * len(xs)
-    if router.cache is not None:
-        keys, owners = [], []
-        for i, (request, _, capable) in enumerate(admitted):
-            for name in reversed(capable):
-                keys.append((name, router.tiers[name].version, request.digest))
-                owners.append(i)
-        for i, found in zip(owners, router.cache.get_many(keys)):
-            if found is not None and hits[i] is None:
-                hits[i] = found
+            error = type(exc)(f"batch input {i}: {exc}")
+            if not return_exceptions:
+                raise error from exc
+            results[i] = error
+            admitted.append(None)
+    hits = yield from _lookup(state, admitted)
     pending: list[_Pending] = []
-    for i, (request, features, capable) in enumerate(admitted):
-        if hits[i] is not None:
-            results[i] = router._finish_hit(request, features, capable, hits[i], {}, started)  # type: ignore[arg-type]
+    for i, adm in enumerate(admitted):
+        if adm is None:
+            continue
+        hit = hits[i]
+        if hit is not None:
+            results[i] = finish_hit(state, adm, hit, {}, started)
         else:
-            pending.append(_Pending(i, router._context(request, features, capable, {})))
-    _probe_and_decide(router, pending)
+            pending.append(_Pending(i, adm, context(state, adm, {})))
+    yield from _probe_and_decide(state, pending)
     active = [p for p in pending if p.tier is not None]
     while active:
         groups: dict[str, list[_Pending]] = defaultdict(list)
         for p in active:
-            groups[p.tier].append(p)  # type: ignore[index]
-        for tier, items in groups.items():
-            _advance_group(router, tier, items)
-        active = [p for p in active if p.done is None]
-    stored = [(p.ctx.request.digest, p.done) for p in pending if p.done is not None]
-    if router.cache is not None and stored:
-        router.cache.set_many(stored, checked=True)  # type: ignore[arg-type]
+            assert p.tier is not None
+            groups[p.tier].append(p)
+        yield from _advance(state, groups)
+        active = [p for p in active if p.done is None and p.error is None]
+    if state.cache is not None:
+        stored = [(p.ctx.request.digest, p.done) for p in pending
+                  if p.done is not None and any(n == p.done.tier for n, _ in p.admitted.cache_keys)]
+        yield StoreMany(stored)
     elapsed = time.perf_counter() - started
     for p in pending:
-        results[p.index] = _finish(router, p, elapsed)
-    return results  # type: ignore[return-value]
+        results[p.index] = p.error if p.error is not None else _finish(state, p, elapsed)
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, TierswitchError):
+                raise r
+    return results
 
 
-def _probe_and_decide(router: Router, pending: list[_Pending]) -> None:
-    probe = router.estimator.probe
-    if probe is not None:
-        probed = [p for p in pending if probe in p.ctx.capable]
-        if probed:
-            outcome = _call_group(router, probe, probed)
-            for p in probed:
-                if isinstance(outcome, TierFailure):
-                    p.ctx.tried.append(probe)
-                    p.failures.append(outcome)
-                    p.trace.append(TraceStep("failure", probe, f"probe: {outcome}"))
-                else:
-                    prediction = p.ctx.predictions[probe]
-                    p.ctx.features.uncertainty = uncertainty_of(prediction, router.estimator.uncertainty)
-                    p.trace.append(TraceStep("probe", probe, "", prediction.confidence, prediction.latency_s))
+def _lookup(state: RoutingState, admitted: list[Admitted | None]) -> Steps[list[Prediction | None]]:
+    hits: list[Prediction | None] = [None] * len(admitted)
+    if state.cache is None:
+        return hits
+    keys, owners = [], []
+    for i, adm in enumerate(admitted):
+        if adm is not None:
+            for name, version in adm.cache_keys:
+                keys.append((name, version, adm.request.digest))
+                owners.append(i)
+    if keys:
+        found_all: list[Prediction | None] = yield GetMany(keys)
+        for i, found in zip(owners, found_all):
+            if found is not None and hits[i] is None:
+                hits[i] = found
+    return hits
+
+
+def _call_each(state: RoutingState, calls: dict[str, list[_Pending]]) -> Steps[dict[str, list[Any]]]:
+    """Call every tier with its group at once; a group whose call failed is retried item by item, so each input
+    gets its own ``Prediction`` or ``TierFailure``."""
+    names = list(calls)
+    outcomes = yield Parallel([
+        CallGroup(t, [p.ctx.request.payload for p in calls[t]], [p.ctx.features.length for p in calls[t]])
+        for t in names
+    ])
+    per_item: dict[str, list[Any]] = {}
+    retry: list[tuple[str, _Pending]] = []
+    for t, outcome in zip(names, outcomes):
+        if isinstance(outcome, TierFailure) and len(calls[t]) > 1:
+            retry += [(t, p) for p in calls[t]]
+        else:
+            per_item[t] = [outcome] * len(calls[t]) if isinstance(outcome, TierFailure) else outcome
+    if retry:
+        singles = yield Parallel([Call(t, p.ctx.request.payload, p.ctx.features.length) for t, p in retry])
+        for (t, _), outcome in zip(retry, singles):
+            per_item.setdefault(t, []).append(outcome)
+    return per_item
+
+
+def _probe_and_decide(state: RoutingState, pending: list[_Pending]) -> Steps[None]:
+    probe = state.estimator.probe
+    probed = [p for p in pending if probe is not None and probe in p.ctx.capable]
+    if probe is not None and probed:
+        outcomes = (yield from _call_each(state, {probe: probed}))[probe]
+        for p, outcome in zip(probed, outcomes):
+            p.ctx.tried.append(probe)
+            if isinstance(outcome, TierFailure):
+                p.failures.append(outcome)
+                p.trace.append(TraceStep("failure", probe, f"probe: {outcome}"))
+                state.failure_log.note(state.stats, probe, outcome, None)
+            else:
+                p.ctx.predictions[probe] = outcome
+                p.ctx.features.uncertainty = uncertainty_of(outcome, state.estimator.uncertainty)
+                p.trace.append(TraceStep("probe", probe, "", outcome.confidence, outcome.latency_s))
     for p in pending:
-        p.ctx.score = router.estimator.score_features(p.ctx.features, p.ctx.request.payload)
-        p.decision = router._decide(p.ctx)
+        p.ctx.score = state.estimator.score_features(p.ctx.features, p.ctx.request.payload)
+        p.decision = decide(state, p.ctx)
         p.tier = p.decision.tier
         p.trace.append(TraceStep("decide", p.tier, p.decision.reason))
 
 
-def _advance_group(router: Router, tier: str, items: list[_Pending]) -> None:
-    """Call ``tier`` for the items not already answered by it (a probe), then accept or escalate each."""
-    to_call = [p for p in items if tier not in p.ctx.predictions]
-    if to_call:
-        outcome = _call_group(router, tier, to_call)
-        if isinstance(outcome, TierFailure):
-            items = [p for p in items if tier in p.ctx.predictions]  # the probed ones still have an answer
-            for p in to_call:
-                p.ctx.tried.append(tier)
-                p.failures.append(outcome)
-                p.trace.append(TraceStep("failure", tier, str(outcome)))
-                nxt = router._next_after_failure(p.ctx, tier)
-                if nxt is None:
-                    router.stats.add(failures=len(p.failures), failed_requests=1)
-                    raise AllTiersFailed(p.failures) from outcome
-                p.trace.append(TraceStep("fallback", nxt, f"after {tier} failed"))
-                p.fallbacks += 1
+def _advance(state: RoutingState, groups: dict[str, list[_Pending]]) -> Steps[None]:
+    """One round: call each tier for the inputs it has not answered yet (a probe may have), then accept, escalate or
+    fall back per input."""
+    calls = {t: [p for p in items if t not in p.ctx.predictions] for t, items in groups.items()}
+    calls = {t: items for t, items in calls.items() if items}
+    outcomes = (yield from _call_each(state, calls)) if calls else {}
+    for tier, items in calls.items():
+        for p, outcome in zip(items, outcomes[tier]):
+            p.ctx.tried.append(tier)
+            if isinstance(outcome, TierFailure):
+                _fail(state, p, tier, outcome)
+            else:
+                p.ctx.predictions[tier] = outcome
+                p.trace.append(TraceStep("call", tier, "", outcome.confidence, outcome.latency_s))
+    for tier, items in groups.items():
+        for p in items:
+            prediction = p.ctx.predictions.get(tier)
+            if prediction is None or p.tier != tier:
+                continue  # failed this round: already falling back (or out of tiers)
+            deciding = (p.decision.policy if p.decision else None) or state.policy
+            nxt = None if deciding.accept(p.ctx, prediction) else p.ctx.next_capable(tier)
+            if nxt is None:
+                p.trace.append(TraceStep("accept", tier))
+                p.done = prediction
+            else:
+                verdict = p.ctx.verdicts.get(tier) or "confidence too low"
+                p.trace.append(TraceStep("escalate", nxt, f"{tier} {verdict}"))
+                p.escalations += 1
                 p.tier = nxt
-        else:
-            for p in to_call:
-                prediction = p.ctx.predictions[tier]
-                p.trace.append(TraceStep("call", tier, "", prediction.confidence, prediction.latency_s))
-    for p in items:
-        prediction = p.ctx.predictions[tier]
-        deciding = (p.decision.policy if p.decision else None) or router.policy
-        nxt = None if deciding.accept(p.ctx, prediction) else p.ctx.next_capable(tier)
-        if nxt is None:
-            p.trace.append(TraceStep("accept", tier))
-            p.done = prediction
-        else:
-            p.trace.append(TraceStep("escalate", nxt, f"{tier} confidence too low"))
-            p.escalations += 1
-            p.tier = nxt
 
 
-def _finish(router: Router, p: _Pending, elapsed: float) -> Routed:
+def _fail(state: RoutingState, p: _Pending, tier: str, failure: TierFailure) -> None:
+    p.failures.append(failure)
+    p.trace.append(TraceStep("failure", tier, str(failure)))
+    nxt = next_after_failure(state, p.ctx, tier)
+    state.failure_log.note(state.stats, tier, failure, nxt)
+    if nxt is None:
+        state.stats.add(failures=len(p.failures), failed_requests=1)
+        p.error = AllTiersFailed(p.failures)
+        p.error.__cause__ = failure
+        return
+    p.trace.append(TraceStep("fallback", nxt, f"after {tier} failed"))
+    p.fallbacks += 1
+    p.tier = nxt
+
+
+def _finish(state: RoutingState, p: _Pending, elapsed: float) -> Routed:
     prediction = p.done
     assert prediction is not None
     ctx = p.ctx
     cost = sum([q.cost for q in ctx.predictions.values()])
-    trace = ([TraceStep("cache_miss")] if router.cache is not None else []) + p.trace
+    trace = ([CACHE_MISS] if state.cache is not None and p.admitted.cache_keys else []) + p.trace
     routed = Routed(
         prediction.output, prediction.tier, cost, elapsed, False, ctx.score, tuple(trace), prediction.confidence,
-        prediction.probs, prediction.tier_version, ctx.request.digest, next(router._ids),
+        prediction.probs, prediction.tier_version, ctx.request.digest, next(state.request_ids), prediction.usage,
     )
-    router.stats.served_one(prediction.tier, p.escalations, p.fallbacks, len(p.failures))
-    if router.hooks:
-        router._emit(routed, ctx, p.decision or Decision(prediction.tier, ""))
+    state.stats.served_one(prediction.tier, p.escalations, p.fallbacks, len(p.failures))
+    if state.hooks:
+        emit(state, routed, ctx, p.decision or Decision(prediction.tier, ""))
     return routed

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from tierswitch.policies.base import FirstOf, Policy
+from tierswitch.routing.state import Hook, RoutingState
 from tierswitch.types import Decision, DecisionRecord, Routed, RoutingContext
 
 if TYPE_CHECKING:
     from tierswitch.cache.base import Cache
 
-__all__ = ["Hook", "decision_record", "learner_hooks", "learners", "send_feedback"]
-
-Hook = Callable[[DecisionRecord], None]
+__all__ = ["Hook", "decision_record", "emit", "learner_hooks", "learners", "send_feedback"]
 
 
 def learners(policy: Policy) -> Iterator[Policy]:
@@ -55,3 +54,8 @@ def decision_record(routed: Routed, ctx: RoutingContext, decision: Decision, cac
         routed.trace, ctx.meta,
         None if cache is None else {k: cache.stats.total(k) for k in ("hits", "misses", "errors")},
     )
+
+
+def emit(state: RoutingState, routed: Routed, ctx: RoutingContext, decision: Decision) -> None:
+    """Hand the record of ``routed`` to the router's hooks (called only when there are hooks)."""
+    state.emit_record(decision_record(routed, ctx, decision, state.cache))

@@ -16,6 +16,7 @@ class RouterStats:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
+        self.failed_by_tier: Counter[str] = Counter()
 
     def add(self, served_by: str | None = None, **counts: int) -> None:
         with self._lock:
@@ -41,9 +42,14 @@ class RouterStats:
             if failures:
                 counts["failures"] += failures
 
+    def failed(self, tier: str) -> None:
+        """Count one failure of ``tier`` (the request's own ``failures`` count is added when it finishes)."""
+        with self._lock:
+            self.failed_by_tier[tier] += 1
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {**dict(self.counts), "served": dict(self.served)}
+            return {**dict(self.counts), "served": dict(self.served), "failures_by_tier": dict(self.failed_by_tier)}
 
 
 class LiveAgreement:

@@ -15,15 +15,16 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from tierswitch.errors import ConfigError, NonFiniteOutput, TierFailure
+from tierswitch.errors import ConfigError, TierFailure
+from tierswitch.outputs import check_output, finite_extremes, nonfinite_output, same_output
 from tierswitch.types import MODALITIES, Prediction, Usage
-from tierswitch.validation import positive
+from tierswitch.validation import describe, positive
 
 __all__ = ["Capabilities", "CostModel", "RawOutput", "Tier", "finite_extremes", "make_prediction",
            "nonfinite_output", "same_output"]
@@ -44,7 +45,7 @@ class CostModel:
         for name in ("per_call", "per_unit"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ConfigError(f"cost.{name}", f"must be a finite number >= 0, got {value!r}")
+                raise ConfigError(f"cost.{name}", f"must be a finite number >= 0, got {describe(value)}")
 
     def cost(self, length: int) -> float:
         """Price of one call on an input of ``length`` units."""
@@ -102,75 +103,21 @@ class RawOutput(NamedTuple):
     usage: Usage | None = None
 
 
-def finite_extremes(arr: np.ndarray) -> tuple[float, float] | None:
-    """(max, min) of a non-empty float array, or None when it holds NaN or inf.
-
-    argmax/argmin return the first NaN when there is one, so two cheap index lookups check finiteness and give
-    the top value; a ufunc reduction (``np.isfinite(a).all()``) costs about 4x more on the small arrays of a
-    classifier's output, and this runs on every tier call.
-    """
-    hi = float(arr[arr.argmax()])
-    lo = float(arr[arr.argmin()])
-    if math.isfinite(hi) and math.isfinite(lo):
-        return hi, lo
-    return None
-
-
-def nonfinite_output(output: Any) -> str | None:
-    """What is not finite about a tier's ``output`` (a NaN/inf float, or a float or complex array holding one), or
-    None when nothing is. The tier boundary refuses such an output and the cache never stores one."""
-    if isinstance(output, float) and not math.isfinite(output):
-        return f"output is {output}"
-    if isinstance(output, np.ndarray) and output.dtype.kind in "fc" and not np.isfinite(output).all():
-        return "output array holds NaN or inf"
-    return None
-
-
-def same_output(a: Any, b: Any) -> bool:
-    """Whether two tiers gave the same answer: arrays must match in shape and every element, anything else ``==``."""
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
-    return bool(a == b)
-
-
 def make_prediction(
     raw: RawOutput, tier: str, version: str, cost: float, latency_s: float
 ) -> Prediction:
     """Validate one raw output and turn it into a ``Prediction``.
 
-    Probabilities are copied into a read-only float64 array (the model may reuse its buffer; a cached answer must
-    not change under it). Confidence defaults to the top class probability. Raises ``NonFiniteOutput`` on NaN/inf
-    anywhere a number is, and ``TierFailure`` when probabilities or confidence are not numbers at all.
+    The rule is ``tierswitch.outputs.check_output``: probabilities are copied into a read-only float64 array (the
+    model may reuse its buffer; a cached answer must not change under it) and must be in [0, 1] summing to 1;
+    confidence defaults to the top class probability and must be a number in [0, 1]; NaN/inf anywhere in the output
+    (nested lists, dicts, numpy scalars too) raises ``NonFiniteOutput``, anything else malformed ``TierFailure``.
     """
-    probs = raw.probs
-    confidence = raw.confidence
-    if probs is not None:
-        try:
-            probs = np.array(probs, dtype=np.float64)
-        except (TypeError, ValueError) as exc:  # a TierFailure, so the router can fall back like for any bad answer
-            raise TierFailure(tier, f"class probabilities are not an array of numbers ({exc}); return a 1-D "
-                                    "numeric array as probs, or a bare output") from exc
-        if probs.size:
-            extremes = finite_extremes(probs.ravel())
-            if extremes is None:
-                raise NonFiniteOutput(tier, "class probabilities hold NaN or inf")
-            if confidence is None:
-                confidence = extremes[0]
-        probs.setflags(write=False)
-    if confidence is not None:
-        try:
-            confidence = float(confidence)
-        except (TypeError, ValueError) as exc:
-            raise TierFailure(tier, f"confidence {confidence!r} is not a number") from exc
-        if not math.isfinite(confidence):
-            raise NonFiniteOutput(tier, f"confidence is {confidence}")
-    problem = nonfinite_output(raw.output)
-    if problem is not None:
-        raise NonFiniteOutput(tier, problem)
+    probs, confidence = check_output(tier, raw.output, raw.probs, raw.confidence)
     if raw.cost is not None:
         if isinstance(raw.cost, bool) or not isinstance(raw.cost, (int, float)) or not math.isfinite(raw.cost) \
                 or raw.cost < 0:
-            raise TierFailure(tier, f"reported cost {raw.cost!r} is not a finite number >= 0")
+            raise TierFailure(tier, f"reported cost {describe(raw.cost)} is not a finite number >= 0")
         cost = float(raw.cost)
     return Prediction(raw.output, tier, version, cost, latency_s, probs, confidence, raw.usage)
 
@@ -189,6 +136,9 @@ class Tier:
     is_async: bool = False
     #: True when the tier implements ``astream`` (text deltas, then the complete ``Prediction``).
     streams: bool = False
+    #: A sync tier fast enough to call on the event loop itself (an in-memory model answering in microseconds):
+    #: the async core then calls it inline instead of hopping to its executor, which costs more than the call.
+    inline: bool = False
 
     def __init__(
         self,
@@ -199,13 +149,13 @@ class Tier:
         version: str = "1",
     ) -> None:
         if not isinstance(name, str) or not name or ":" in name:
-            raise ConfigError("tier.name", f"must be a non-empty string without ':', got {name!r}")
+            raise ConfigError("tier.name", f"must be a non-empty string without ':', got {describe(name)}")
         self.name = name
         if not isinstance(cost, CostModel):
             try:
                 per_call = float(cost)
             except (TypeError, ValueError):
-                raise ConfigError("cost.per_call", f"must be a finite number >= 0, got {cost!r}") from None
+                raise ConfigError("cost.per_call", f"must be a finite number >= 0, got {describe(cost)}") from None
             cost = CostModel(per_call=per_call)
         self.cost_model = cost
         self.capabilities = capabilities if capabilities is not None else Capabilities()
@@ -298,6 +248,10 @@ class Tier:
     def predict_one(self, x: Any, length: int = 0) -> Prediction:
         """Predict one item; adapters with a cheaper single-item path override this."""
         return self.predict([x], [length])[0]
+
+    def astream(self, x: Any, length: int = 0) -> AsyncIterator[str | Prediction]:
+        """Text deltas, then one complete ``Prediction`` (streaming tiers, ``streams = True``, override this)."""
+        raise TierFailure(self.name, "this tier does not stream (streams is False); call apredict_one instead")
 
     def describe(self) -> dict[str, Any]:
         """A plain summary for logs and reports."""

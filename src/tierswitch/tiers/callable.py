@@ -36,7 +36,8 @@ class CallableTier(Tier):
     batch (``fn(list_of_x)`` returning one result per item). See ``as_raw`` for the result shapes accepted.
 
     An ``async def`` function is detected: the async core awaits it, the sync core runs it on the private event
-    loop (``tiers.loop``).
+    loop (``tiers.loop``). ``inline=True`` marks a sync function that answers in microseconds, which the async
+    core then calls on the event loop instead of in its executor.
     """
 
     def __init__(
@@ -48,8 +49,10 @@ class CallableTier(Tier):
         cost: CostModel | float = 0.0,
         capabilities: Capabilities | None = None,
         version: str = "1",
+        inline: bool = False,
     ) -> None:
         super().__init__(name, cost=cost, capabilities=capabilities, version=version)
+        self.inline = bool(inline)
         if not callable(fn):
             raise ConfigError("tier.fn", f"tier {name!r} needs a function to call, got a {type(fn).__name__}")
         self.fn = fn
@@ -77,10 +80,10 @@ class CallableTier(Tier):
         version = self._version
         started = time.perf_counter()
         try:
-            result = self.fn(x)
+            raw = as_raw(self.fn(x))
         except TierFailure:
             raise
         except Exception as exc:
             raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
         elapsed = time.perf_counter() - started
-        return make_prediction(as_raw(result), self.name, version, self.cost_model.cost(length), elapsed)
+        return make_prediction(raw, self.name, version, self.cost_model.cost(length), elapsed)

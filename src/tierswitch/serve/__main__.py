@@ -1,0 +1,5 @@
+import sys
+
+from tierswitch.serve.main import main
+
+sys.exit(main())
