@@ -51,7 +51,7 @@ class DistillConfig:
     mse_weight: float = 0.0
     use_truth: bool = True
     grad_clip: float = 5.0
-    eval_every: int = 10
+    eval_every: int = 5
     holdout_share: float = 0.1
     warmup_share: float = 0.33
     holdout_size: int = 1000
