@@ -12,6 +12,7 @@ third of the stream; last-fifth full-tier share <= half the first fifth's; stude
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import statistics
@@ -108,7 +109,7 @@ def serving_overhead(n: int = 3000) -> dict[str, float]:
             "ratio": busy / statistics.mean([idle, idle_after]), "worker_steps_seen": steps}
 
 
-def compression_effect(n_train: int = 6000, epochs: int = 3) -> list[dict[str, Any]]:
+def compression_effect(n_train: int = 6000, epochs: int = 2) -> list[dict[str, Any]]:
     """BANKING77: a text student trained (synchronously, seed 0) on the full tier's answers, then served float
     (numpy), INT8 (torch dynamic quantization), pruned 50% (numpy) and pruned+INT8: agreement with the full tier
     and accuracy on the test split, served predict_one p50 and size."""
@@ -126,13 +127,14 @@ def compression_effect(n_train: int = 6000, epochs: int = 3) -> list[dict[str, A
     tier = student_tier(spec, cost=2.0)
     buf = MemoryBuffer(capacity=100_000)
     d = Distiller(tier, buf, DistillConfig(seed=0))
-    xs = fam.data.train_x[:n_train]
+    order = np.random.default_rng(0).permutation(len(fam.data.train_x))[:n_train]  # the split is sorted by class
+    xs = [fam.data.train_x[i] for i in order]
     probs = fam.full.model.proba(xs)
     for _ in range(epochs):
         buf.put_many(Sample(teacher=p.astype(np.float32), label=int(p.argmax()), raw=x) for x, p in zip(xs, probs))
         while d.step():
             d.replay_step()
-    model = d.model.eval()
+    model = copy.deepcopy(tier.module).eval()  # the student the gate promoted last (what serves)
     test_x, test_y = fam.data.test_x, fam.data.test_y
     teacher = fam.full.model.proba(test_x).argmax(1)
     pruned, pspec = prune_hidden(model, spec, 0.5)
