@@ -1,13 +1,16 @@
 """Gateway load: 64 concurrent clients x 5,000 requests through ``tierswitch serve`` to a zero-latency upstream, and
 the same requests straight to the upstream in the same run (the baseline for the gateway's added latency).
 
-    PYTHONPATH=src:. python benchmarks/bench_gateway.py [--requests 5000] [--concurrency 64]
+    PYTHONPATH=src:. python benchmarks/bench_gateway.py [--tier openai|upstream|upstream_sync] [--requests 5000]
 
-Everything is real and on loopback: the upstream is ``tests/gateway_upstream.py`` under uvicorn, the gateway is
-``python -m tierswitch.serve`` (1 worker, then 2) with one ``kind: python`` tier that forwards to the upstream over
-httpx, no cache (every request goes upstream, all prompts distinct), no access log; the client is one httpx
-AsyncClient process. Added latency is reported two ways: sequentially (one client, no queueing: what the gateway
-adds to one request) and under the 64-way load (p50/p99 of both paths, which include queueing on 2 shared cores).
+Everything is real and on loopback. ``--tier openai`` (default): the upstream is the recorded-LLM server
+(``python -m tierswitch.testing.recorded_llm --model mixtral --scale 0``: recorded GSM8K answers, zero latency)
+and the gateway's tier an ``OpenAITier`` (``kind: openai``); ``upstream``/``upstream_sync``: the upstream is
+``tests/gateway_upstream.py`` and the tier a ``kind: python`` function forwarding with an async / a blocking httpx
+client. The gateway is ``python -m tierswitch.serve`` (1 worker, then 2), no cache (every request goes upstream),
+no access log; the client is one httpx AsyncClient process. Added latency is reported two ways: sequentially
+(one client, no queueing: what the gateway adds to one request) and under the 64-way load (p50/p99 of both
+paths, which include queueing on 2 shared cores).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.gateway_proc import gateway, upstream  # noqa: E402
+from tests.gateway_proc import PY, Proc, gateway, upstream  # noqa: E402
+
+PROMPTS: list[str] = []
 
 
 def pct(values: list[float], q: float) -> float:
@@ -41,7 +46,8 @@ async def load(url: str, model: str, n: int, concurrency: int, tag: str) -> tupl
         async def worker() -> None:
             nonlocal errors
             for i in counter:
-                body = {"model": model, "messages": [{"role": "user", "content": f"{tag} {i}"}]}
+                text = PROMPTS[i % len(PROMPTS)] if PROMPTS else f"{tag} {i}"
+                body = {"model": model, "messages": [{"role": "user", "content": text}]}
                 started = time.perf_counter()
                 try:
                     r = await client.post("/v1/chat/completions", json=body)
@@ -69,24 +75,35 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=5000)
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--sequential", type=int, default=1000)
+    p.add_argument("--tier", choices=("openai", "upstream", "upstream_sync"), default="openai")
     args = p.parse_args()
-    config = {"tiers": {"up": {"kind": "python", "function": "tests.gateway_tiers:upstream"}},
-              "policy": {"kind": "fixed", "tier": "up"}, "cache": {"kind": "none"},
-              "gateway": {"reload_interval_s": 0}}
+    if args.tier == "openai":
+        from tierswitch.testing import load_gsm8k
+
+        PROMPTS.extend(row.prompt for row in load_gsm8k().rows)
+        up_proc = Proc([PY, "-m", "tierswitch.testing.recorded_llm", "--model", "mixtral", "--port", "{port}",
+                        "--scale", "0"], ready_path="/v1/models")
+        direct_model = "mixtral"
+    else:
+        up_proc, direct_model = upstream(), "up"
     tmp = Path(tempfile.mkdtemp(prefix="bench-gw-"))
     lines = ["| path | requests | errors | req/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|"]
-    with upstream() as up:
+    with up_proc as up:
+        tier = ({"kind": "openai", "base_url": up.url + "/v1", "model": "mixtral", "params": {"temperature": 0}}
+                if args.tier == "openai" else {"kind": "python", "function": f"tests.gateway_tiers:{args.tier}"})
+        config = {"tiers": {"up": tier}, "policy": {"kind": "fixed", "tier": "up"}, "cache": {"kind": "none"},
+                  "gateway": {"reload_interval_s": 0}}
         env = {"GW_UPSTREAM_URL": up.url}
         for workers in (1, 2):
             gw = gateway(config, tmp, env, workers=workers, name=f"w{workers}.yaml")
             gw.args.append("--no-access-log")
             with gw:
                 asyncio.run(load(gw.url, "up", 500, args.concurrency, f"warm{workers}"))  # warm both paths
-                asyncio.run(load(up.url, "up", 500, args.concurrency, f"warm{workers}"))
+                asyncio.run(load(up.url, direct_model, 500, args.concurrency, f"warm{workers}"))
                 if workers == 1:
                     seq_gw = asyncio.run(load(gw.url, "up", args.sequential, 1, "seq"))[0]
-                    seq_up = asyncio.run(load(up.url, "up", args.sequential, 1, "seq"))[0]
-                    direct = asyncio.run(load(up.url, "up", args.requests, args.concurrency, "direct"))
+                    seq_up = asyncio.run(load(up.url, direct_model, args.sequential, 1, "seq"))[0]
+                    direct = asyncio.run(load(up.url, direct_model, args.requests, args.concurrency, "direct"))
                     lines.append(row("upstream direct, 64 clients", *direct))
                 through = asyncio.run(load(gw.url, "up", args.requests, args.concurrency, f"gw{workers}"))
                 lines.append(row(f"gateway {workers} worker(s), 64 clients", *through))
@@ -94,7 +111,7 @@ def main() -> int:
                     gw1 = through
     added50 = (pct(seq_gw, 0.5) - pct(seq_up, 0.5)) * 1e3
     added99 = (pct(seq_gw, 0.99) - pct(seq_up, 0.99)) * 1e3
-    print("\n".join(lines))
+    print(f"tier: {args.tier}\n" + "\n".join(lines))
     print(f"\nsequential (1 client, {args.sequential} requests): upstream p50 {pct(seq_up, .5)*1e3:.2f} ms "
           f"p99 {pct(seq_up, .99)*1e3:.2f} ms; gateway p50 {pct(seq_gw, .5)*1e3:.2f} ms p99 "
           f"{pct(seq_gw, .99)*1e3:.2f} ms; added p50 {added50:.2f} ms, added p99 {added99:.2f} ms "

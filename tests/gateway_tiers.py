@@ -45,7 +45,14 @@ def broken(payload: Any) -> Any:
 
 
 async def slow(payload: Any) -> str:
-    await asyncio.sleep(float(os.environ.get("GW_SLOW_S", "2")))
+    """Answers after ``$GW_SLOW_S`` s; writes ``$GW_MARK_DIR/slow-cancelled`` when it is cancelled first."""
+    try:
+        await asyncio.sleep(float(os.environ.get("GW_SLOW_S", "2")))
+    except asyncio.CancelledError:
+        if os.environ.get("GW_MARK_DIR"):
+            with open(os.path.join(os.environ["GW_MARK_DIR"], "slow-cancelled"), "a") as f:
+                f.write(_text(payload) + "\n")
+        raise
     return "slow answer"
 
 

@@ -101,6 +101,7 @@ def test_gsm8k_through_two_recorded_servers_reproduces_the_replay(replay, server
     escalated = [r for r in routed if r.tier == "gpt4"][-1]  # the policy remembers the last 1,024 verdicts
     key = (escalated.digest, "mixtral")
     assert policy.last_verdicts[key].detail().startswith("gsm8k_format 0.000 < 0.5")
+    assert any(s.kind == "escalate" and s.detail == "mixtral gsm8k_format 0.000 < 0.5" for s in escalated.trace)
 
 
 @pytest.mark.slow

@@ -167,3 +167,32 @@ def test_truncated_stream_through_the_router_is_interrupted_and_not_cached(serve
     assert digest
     *deltas, final = asyncio.run(main(QUESTION))  # not cached: streamed again, whole this time
     assert not final.cached and "".join(deltas) == final.output == ROW.answers[final.tier]
+
+
+def test_sampled_answers_are_not_cached_unless_configured(servers):
+    small, _ = servers
+    q = TABLE.rows[7].prompt
+    sampled = {"messages": [{"role": "user", "content": q}], "temperature": 0.7}
+    r = router(servers)
+    before = small.requests
+    r(sampled)
+    assert not r(sampled).cached and small.requests - before == 2
+    seeded = {**sampled, "seed": 1}
+    r(seeded)
+    assert r(seeded).cached
+    r2 = router(servers, cache_sampled=True)
+    r2(sampled)
+    assert r2(sampled).cached
+
+
+def test_a_bad_item_in_a_batch_fails_alone(servers):
+    r = router(servers)
+    good = TABLE.rows[3].prompt
+    for bad in ([{"role": "robot", "content": "x"}], [{"content": [{"type": "video"}]}],
+                {"messages": [{"role": "user", "content": good}], "temperature": float("nan")}):
+        before = sum(s.requests for s in servers)
+        out = r.batch([good, bad], return_exceptions=True)
+        assert out[0].output == TABLE.get(good).answers[out[0].tier] and isinstance(out[1], InvalidInput)
+        out = asyncio.run(r.abatch([good, bad], return_exceptions=True))
+        assert isinstance(out[1], InvalidInput)
+        assert sum(s.requests for s in servers) - before <= 2  # only the good one went upstream (once, then cached)

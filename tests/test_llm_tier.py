@@ -178,6 +178,7 @@ def test_connection_errors_and_timeouts_name_tier_and_url(server):
 @pytest.mark.parametrize("payload, field", [
     ([], "messages"),
     ([{"role": "user"}], "messages[0].content"),
+    ([{"content": [{"type": "video"}]}], "messages[0].content[0].type"),
     ([{"role": "robot", "content": "x"}], "messages[0].role"),
     ([{"role": "user", "content": [{"type": "text", "text": 3}]}], "messages[0].content[0].text"),
     ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "messages[0].content[0].image_url.url"),
@@ -284,3 +285,12 @@ def test_example_llm_config_builds_openai_tiers(server, monkeypatch):
     with pytest.raises(ConfigError) as info:
         Router.from_config(config, {})
     assert info.value.field == "tiers.base.cost.input_per_mtok"
+
+
+def test_default_params_are_checked_like_a_requests():
+    with pytest.raises(ConfigError) as info:
+        OpenAITier("t", "http://127.0.0.1:9/v1", "m", params={"temperature": "hot"})
+    assert info.value.field == "params.temperature"
+    with pytest.raises(ConfigError) as info:
+        OpenAITier.from_config("t", {"base_url": "http://h/v1", "model": "m", "params": {"max_tokens": 0}})
+    assert info.value.field == "tiers.t.params.max_tokens"

@@ -16,7 +16,8 @@ def test_import_loads_no_torch_and_opens_no_connection():
         "socket.socket.connect = refuse\n"
         "socket.create_connection = refuse\n"
         "import tierswitch\n"
-        "heavy = [m for m in ('torch', 'redis', 'matplotlib', 'sklearn') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'redis', 'matplotlib', 'sklearn', 'httpx', 'starlette', 'uvicorn', 'openai')\n"
+        "         if m in sys.modules]\n"
         "print(','.join(heavy) or 'none')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

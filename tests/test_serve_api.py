@@ -128,11 +128,14 @@ def test_route_endpoint_and_feedback(gw) -> None:
 
 
 def test_metrics_health_ready(gw) -> None:
+    httpx.post(gw.url + "/v1/chat/completions", json={"model": "tierswitch/auto", "messages": user("hard metrics")},
+               headers=auth())  # escalates base -> full
     assert httpx.get(gw.url + "/healthz").json()["status"] == "ok"
     assert httpx.get(gw.url + "/readyz").json()["status"] == "ready"
     text = httpx.get(gw.url + "/metrics").text
     assert 'tierswitch_gateway_requests_total{cached="false",endpoint="chat"' in text
     assert "tierswitch_gateway_request_seconds_bucket" in text and "tierswitch_gateway_config_reloads_total 1.0" in text
+    assert 'tierswitch_escalations_by_tier_total{from_tier="base",router="auto",to_tier="full"}' in text
 
 
 CHAT = "/v1/chat/completions"
@@ -229,3 +232,7 @@ def test_client_disconnect_non_streaming(gw) -> None:
         assert time.monotonic() < deadline, "the gateway kept the request after its client left"
         time.sleep(0.02)
     assert '"status":499' in gw.output()
+    marker = Path(gw.tmp) / "slow-cancelled"
+    while "bye" not in (marker.read_text() if marker.exists() else ""):  # the tier call itself was cancelled
+        assert time.monotonic() < deadline + 1, "the upstream call was not cancelled"
+        time.sleep(0.02)

@@ -71,7 +71,10 @@ def test_verified_cascade_escalates_and_records_the_deciding_signal():
     verdict = policy.last_verdicts[(out.digest, "small")]
     assert verdict.signal == "format:ends_with_number" and not verdict.accepted
     assert verdict.detail() == "format:ends_with_number 0.000 < 0.5"
+    escalate = next(step for step in out.trace if step.kind == "escalate")
+    assert escalate.detail == "small format:ends_with_number 0.000 < 0.5"  # the trace names the deciding signal
     assert policy.counts[("format:ends_with_number", False)] == 1 and policy.counts[(None, True)] == 1
+    assert "format:ends_with_number 0.000 < 0.5" in router.batch(["what is 4 x 4?"])[0].explain()
     small2 = CallableTier("small", lambda x: "it is 12", cost=1.0)
     policy2 = VerifiedCascade({"small": Verifier(lambda p, a: 0.4, "judge")}, {"small": 0.3})
     assert Router([small2, full], policy=policy2)("q").tier == "small"

@@ -96,9 +96,13 @@ class InvalidMessages(UnsupportedInput):
     """A chat payload (messages or a request body) is malformed. ``index`` is the message at fault (None for the
     body itself) and ``field`` the key, e.g. ``messages[2].content``."""
 
-    def __init__(self, field: str, message: str, index: int | None = None) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
+    def __init__(self, field: str, message: str | None = None, index: int | None = None) -> None:
+        if message is None:  # one argument: a whole message (as ``type(exc)(text)`` re-raises it), no field
+            super().__init__(field)
+            self.field = ""
+        else:
+            super().__init__(f"{field}: {message}")
+            self.field = field
         self.index = index
 
 

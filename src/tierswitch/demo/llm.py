@@ -147,6 +147,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     ax.set_ylabel("accuracy (GSM8K)")
     ax.set_title("GSM8K through tierswitch serve (recorded Mixtral / GPT-4)")
     ax.grid(alpha=0.3)
+    ax.margins(x=0.2, y=0.1)  # room for the labels
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -72,6 +72,9 @@ def check_conversation(x: Any) -> str:
         if role is not None and not isinstance(role, str):
             raise UnsupportedInput(f"conversation turn {i} role is a {type(role).__name__}; use a str like 'user'")
         texts.append(content)
+    from tierswitch.tiers.chat import validate_messages  # the chat protocol's rules, at admission (InvalidMessages)
+
+    validate_messages(x)
     return "\n".join(texts)
 
 
@@ -131,10 +134,14 @@ def _array_size(x: Any) -> int:
 
 
 def _messages(x: Mapping[str, Any]) -> list[Any]:
+    """A request dict's messages, after the request's own checks (parameters, reserved keys: InvalidMessages)."""
+    from tierswitch.tiers.chat import normalize
+
     messages = x["messages"]
     if not isinstance(messages, list):
         raise UnsupportedInput(f"a request dict's 'messages' must be a list of chat turns, got "
                                f"{type(messages).__name__}")
+    normalize(x)
     return messages
 
 

@@ -1,9 +1,9 @@
 """``VerifiedCascade``: a cascade for generated answers, accepting a cheap tier's answer when a ``Signal`` scores
 it at or above that tier's threshold (logprob confidence, a verifier, a format check, self-verification).
 
-Every verdict records which signal decided, with its score and threshold: ``policy.accept_detail(ctx, prediction)``
-gives the text for trace details, ``policy.counts`` counts (signal, accepted) pairs, and ``policy.last_verdicts``
-keeps the most recent ones by request digest.
+Every verdict records which signal decided, with its score and threshold: in ``ctx.verdicts[tier]`` (the router
+writes it into the escalation trace, e.g. ``escalate gpt4 mixtral format 0.000 < 0.5``), ``policy.counts`` counts
+(signal, accepted) pairs, and ``policy.last_verdicts`` keeps the most recent ones by request digest.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ class VerifiedCascade(Cascade):
 
     def accept(self, ctx: RoutingContext, prediction: Prediction) -> bool:
         verdict = self.verdict(ctx, prediction)
+        if verdict.signal is not None:
+            ctx.verdicts[prediction.tier] = verdict.detail()  # the router puts it in the accept/escalate trace
         with self._lock:
             self.counts[(verdict.signal, verdict.accepted)] += 1
             key = (ctx.request.digest, prediction.tier)

@@ -11,6 +11,7 @@ good answer has been cached.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -61,7 +62,8 @@ def route_batch(state: RoutingState, xs: Sequence[Any], modality: str | None,
         try:
             admitted.append(admit(state, x, modality))
         except (InvalidInput, NoCapableTier) as exc:
-            error = type(exc)(f"batch input {i}: {exc}")
+            error = copy.copy(exc)  # same class and attributes (e.g. the field at fault), the index in its message
+            error.args = (f"batch input {i}: {exc}",)
             if not return_exceptions:
                 raise error from exc
             results[i] = error

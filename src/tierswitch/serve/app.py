@@ -18,7 +18,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,76 +27,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from tierswitch.serve.auth import ANONYMOUS, identify
+from tierswitch.serve.auth import identify
+from tierswitch.serve.call import Call, ClientGone
 from tierswitch.serve.errors import ApiError, api_error_of
-from tierswitch.serve.observe import GatewayMetrics, access_log, log
-from tierswitch.serve.state import Gateway, Snapshot
-from tierswitch.types import Routed
+from tierswitch.serve.observe import LOG_ENV, GatewayMetrics, access_log, log, setup_logging
+from tierswitch.serve.state import Gateway, ServingRouter, Snapshot
 
 __all__ = ["Call", "ClientGone", "GatewayApp", "create_app"]
 
 T = TypeVar("T")
 CONFIG_ENV = "TIERSWITCH_SERVE_CONFIG"
-
-
-class ClientGone(Exception):
-    """The client disconnected before its answer was ready; the upstream call was cancelled."""
-
-
-@dataclass(slots=True)
-class Call:
-    """One request's facts, for its headers, metrics and access-log line."""
-
-    request_id: str
-    endpoint: str
-    method: str
-    started: float
-    key: str = ANONYMOUS
-    route: str = ""
-    tier: str = ""
-    cached: bool = False
-    cost: float = 0.0
-    tokens: int | None = None
-    score: float | None = None
-    reason: str = ""
-    status: int = 200
-    error: str = ""
-    stream: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def took(self, routed: Routed) -> None:
-        self.tier, self.cached, self.cost, self.score = routed.tier, routed.cached, routed.cost, routed.score
-        self.tokens = None if routed.usage is None else routed.usage.total_tokens
-        self.reason = next((s.detail for s in routed.trace if s.kind == "decide"), "")
-
-    def headers(self) -> dict[str, str]:
-        out = {"x-tierswitch-request-id": self.request_id}
-        if self.tier:
-            out["x-tierswitch-tier"] = self.tier
-        if self.tier and not self.stream:  # a stream's cost is known at its end: see its last chunk
-            out["x-tierswitch-cost"] = repr(self.cost)
-            out["x-tierswitch-cached"] = "true" if self.cached else "false"
-        if self.route:
-            out["x-tierswitch-route"] = self.route
-        return out
-
-
-class DisconnectAwareStream(StreamingResponse):
-    """A streaming response that stops its body iterator the moment the client disconnects (not at the next
-    write), so a streamed upstream call is cancelled while it waits for its next token."""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        stream = asyncio.ensure_future(self.stream_response(send))
-        gone = asyncio.ensure_future(self.listen_for_disconnect(receive))
-        try:
-            await asyncio.wait((stream, gone), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (stream, gone):
-                task.cancel()
-        if stream.done() and not stream.cancelled() and stream.exception() is not None:
-            exc = stream.exception()
-            if not isinstance(exc, OSError):
-                raise exc  # type: ignore[misc]
 
 
 async def _disconnected(receive: Receive) -> None:
@@ -112,6 +51,9 @@ class GatewayApp:
         self.gateway = Gateway(path)
         self.gateway.current()
         self.metrics = GatewayMetrics(self._reload_state)
+        from tierswitch.metrics import RouterMetrics  # the router's own metrics, in the gateway's registry
+
+        RouterMetrics(ServingRouter(self.gateway), self.metrics.registry, name="auto")
         self.inflight = 0
         self.draining = False
         self.handle_signals = handle_signals
@@ -133,8 +75,8 @@ class GatewayApp:
     @asynccontextmanager
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         settings = self.gateway.current().settings
-        # router.acall runs the sync core in the loop's default executor: size it for the requests in flight (the
-        # default, min(32, cpus + 4), would cap a 2-core gateway at 6 concurrent upstream calls)
+        # the loop's default executor (readiness checks, and any sync work the router hands to the loop's default
+        # executor): the default, min(32, cpus + 4), would cap a 2-core gateway at 6 such calls in flight
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(settings.threads, thread_name_prefix="tierswitch-gateway"))
         interval = settings.reload_interval_s
@@ -278,7 +220,6 @@ def create_app() -> GatewayApp:
     path = os.environ.get(CONFIG_ENV)
     if not path:
         raise RuntimeError(f"set {CONFIG_ENV} to the gateway's config file")
-    from tierswitch.serve.main import LOG_ENV, setup_logging
 
     setup_logging(os.environ.get(LOG_ENV, "1") != "0")
     return GatewayApp(path)

@@ -11,21 +11,19 @@ import json
 import math
 import os
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tierswitch.router import Router
+from tierswitch.serve.call import Call, DisconnectAwareStream, Host
 from tierswitch.serve.errors import ApiError, api_error_of
 from tierswitch.serve.settings import AUTO
 from tierswitch.serve.shapes import chat_payload, chunk, completion, info, routed_json, usage_json
 from tierswitch.serve.state import Snapshot
 from tierswitch.serve.stream import stream_answer
 from tierswitch.types import Routed
-
-if TYPE_CHECKING:
-    from tierswitch.serve.app import Call, GatewayApp
 
 __all__ = ["routes"]
 
@@ -42,9 +40,8 @@ def _sse(data: Any) -> bytes:
     return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
 
 
-def routes(gw: GatewayApp) -> list[tuple[str, str, str, Any, bool]]:
+def routes(gw: Host) -> list[tuple[str, str, str, Any, bool]]:
     """(path, method, endpoint name, handler, needs an API key) for every endpoint."""
-    from tierswitch.serve.app import DisconnectAwareStream
 
     async def answered(call: Call, snap: Snapshot, routed: Routed) -> None:
         call.took(routed)

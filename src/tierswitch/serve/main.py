@@ -8,27 +8,13 @@ only through Redis (cache, single flight, limits) when the config has a redis ca
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tierswitch.serve.observe import LOG_ENV, setup_logging
+
 __all__ = ["main", "setup_logging"]
-
-LOG_ENV = "TIERSWITCH_SERVE_ACCESS_LOG"
-
-
-def setup_logging(access_log: bool = True) -> None:
-    """JSON lines of ``tierswitch.serve`` to stderr (INFO: access log; WARNING only without it)."""
-    logger = logging.getLogger("tierswitch.serve")
-    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO if access_log else logging.WARNING)
-    logger.propagate = False
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tierswitch serve", description="the OpenAI-compatible routing gateway")

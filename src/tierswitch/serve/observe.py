@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -74,3 +75,17 @@ def access_log(record: dict[str, Any]) -> None:
     if log.isEnabledFor(logging.INFO):
         record["ts"] = round(time.time(), 3)
         log.info(json.dumps(record, separators=(",", ":"), default=str))
+
+
+LOG_ENV = "TIERSWITCH_SERVE_ACCESS_LOG"
+
+
+def setup_logging(access_log: bool = True) -> None:
+    """JSON lines of ``tierswitch.serve`` to stderr (INFO: access log; WARNING only without it)."""
+    logger = logging.getLogger("tierswitch.serve")
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if access_log else logging.WARNING)
+    logger.propagate = False

@@ -23,15 +23,13 @@ from tierswitch.assembly.tiers import split_tiers
 from tierswitch.cache.memory import MemoryCache
 from tierswitch.config import cache_from_config, policy_from_config
 from tierswitch.errors import ConfigError
-from tierswitch.estimator.complexity import ComplexityEstimator
 from tierswitch.policies.fixed import Fixed
 from tierswitch.router import Router
 from tierswitch.serve.limits import MemoryLimiter, RedisLimiter
-from tierswitch.serve.payload import ChatPayloads
 from tierswitch.serve.settings import AUTO, GatewaySettings, parse_gateway
 from tierswitch.validation import rebased, section
 
-__all__ = ["Gateway", "Snapshot"]
+__all__ = ["Gateway", "ServingRouter", "Snapshot"]
 
 _MISSING: Any = object()
 
@@ -70,6 +68,13 @@ class Gateway:
         self._ids: OrderedDict[str, tuple[Router, int]] = OrderedDict()
         self._max_ids = max_ids
         self._limiters: dict[tuple[str, str] | None, MemoryLimiter | RedisLimiter] = {}
+        self._hooks: list[Any] = []
+
+    def add_router_hook(self, hook: Any) -> None:
+        """``hook`` on the auto router now serving and on every one a reload builds (e.g. ``RouterMetrics``)."""
+        self._hooks.append(hook)
+        if self.reloading.loaded is not None:
+            self.reloading.loaded[0].add_hook(hook)
 
     def current(self) -> Snapshot:
         loaded = self.reloading.loaded
@@ -98,11 +103,12 @@ class Gateway:
             cache = cache_from_config(rest["cache"]) if "cache" in rest else MemoryCache()
         rest.pop("cache", None)
         router = router_from_config(rest, tiers, cache=cache, single_flight=_flight(cache), **overrides)
-        router.estimator = ChatPayloads(router.estimator)
+        for hook in self._hooks:
+            router.add_hook(hook)
         routes: dict[str, Router] = {AUTO: router}
         pinned: dict[str, str] = {}
         for name, tier in router.tiers.items():  # the router's own tier objects (reliability guards included)
-            routes[name] = Router([tier], Fixed(name), estimator=ChatPayloads(ComplexityEstimator()), cache=cache,
+            routes[name] = Router([tier], Fixed(name), cache=cache,
                                   single_flight=_flight(cache), fallback=False,
                                   max_input_bytes=router.max_input_bytes, max_batch=router.max_batch)
             pinned[name] = name
@@ -132,3 +138,26 @@ class Gateway:
         self.reloading.stop()
         for limiter in self._limiters.values():
             await limiter.close()
+
+
+class ServingRouter:
+    """The auto router now serving, for readers that hold on to one router (``RouterMetrics``): every attribute is
+    read from the current snapshot, and hooks follow reloads."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    @property
+    def stats(self) -> Any:
+        return self.gateway.current().router.stats
+
+    @property
+    def tiers(self) -> Any:
+        return self.gateway.current().router.tiers
+
+    @property
+    def cache(self) -> Any:
+        return self.gateway.current().router.cache
+
+    def add_hook(self, hook: Any) -> None:
+        self.gateway.add_router_hook(hook)

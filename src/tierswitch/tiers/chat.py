@@ -14,12 +14,14 @@ which turn to fix. This module does no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tierswitch.errors import InvalidMessages
 
-__all__ = ["ROLES", "approx_tokens_of", "conversation_text", "last_user_text", "normalize", "validate_messages"]
+__all__ = ["ROLES", "approx_tokens_of", "conversation_text", "last_user_text", "normalize", "parse_label",
+           "validate_messages"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
 _PART_KEYS = {"text": "text", "image_url": "image_url", "input_audio": "input_audio", "file": "file"}
@@ -56,7 +58,7 @@ def _message(i: int, message: Any) -> None:
     if not isinstance(message, Mapping):
         raise InvalidMessages(field, f"must be a dict like {{'role': 'user', 'content': '...'}}, got "
                                      f"{type(message).__name__}", i)
-    role = message.get("role")
+    role = message.get("role", "user")  # a turn without a role is a user turn (as the router's conversations)
     if role not in ROLES:
         raise InvalidMessages(f"{field}.role", f"must be one of {sorted(ROLES)}, got {role!r}", i)
     content = message.get("content")
@@ -86,7 +88,7 @@ def validate_messages(messages: Any) -> list[dict[str, Any]]:
         raise InvalidMessages("messages", "is empty; send at least one {'role': 'user', 'content': '...'} turn")
     for i, message in enumerate(messages):
         _message(i, message)
-    return [dict(m) for m in messages]
+    return [dict(m) if "role" in m else {"role": "user", **m} for m in messages]
 
 
 def _params(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,3 +156,15 @@ def last_user_text(messages: list[dict[str, Any]]) -> str:
         if message.get("role") == "user":
             return _content_text(message.get("content"))
     return ""
+
+
+def parse_label(text: str, labels: Sequence[str]) -> str | None:
+    """The one label ``text`` names: an exact (case-insensitive) match after trimming punctuation, else the only
+    label that occurs in it as a whole word; None when it names none or several."""
+    trimmed = text.strip().strip(".!?\"'`*: \n").lower()
+    for label in labels:
+        if trimmed == label.lower():
+            return str(label)
+    lowered = text.lower()
+    found = [lb for lb in labels if re.search(r"(?<!\w)" + re.escape(lb.lower()) + r"(?!\w)", lowered)]
+    return found[0] if len(found) == 1 else None

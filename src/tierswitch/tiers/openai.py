@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ import httpx
 
 from tierswitch.errors import (
     ConfigError,
+    InvalidMessages,
     TierFailure,
     TierTimeout,
     TransientTierError,
@@ -29,7 +29,7 @@ from tierswitch.errors import (
     UpstreamUnavailable,
 )
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier, make_prediction
-from tierswitch.tiers.chat import approx_tokens_of, conversation_text, normalize
+from tierswitch.tiers.chat import approx_tokens_of, conversation_text, normalize, parse_label
 from tierswitch.tiers.llm_confidence import check_reduction, reduce_logprobs
 from tierswitch.tiers.openai_config import openai_kwargs
 from tierswitch.tiers.openai_protocol import Completion, StreamState, TokenPrices, error_for, parse_completion
@@ -40,18 +40,6 @@ from tierswitch.validation import finite, positive, rebased
 __all__ = ["OpenAITier", "TokenPrices", "parse_label"]
 
 log = logging.getLogger(__name__)
-
-
-def parse_label(text: str, labels: Sequence[str]) -> str | None:
-    """The one label ``text`` names: an exact (case-insensitive) match after trimming punctuation, else the only
-    label that occurs in it as a whole word; None when it names none or several."""
-    trimmed = text.strip().strip(".!?\"'`*: \n").lower()
-    for label in labels:
-        if trimmed == label.lower():
-            return label
-    lowered = text.lower()
-    found = [lb for lb in labels if re.search(r"(?<!\w)" + re.escape(lb.lower()) + r"(?!\w)", lowered)]
-    return found[0] if len(found) == 1 else None
 
 
 class OpenAITier(Tier):
@@ -114,6 +102,10 @@ class OpenAITier(Tier):
         self.model = model
         self.api_key_env = api_key_env
         self.params = dict(params or {})
+        try:  # the same checks as a request's own parameters (temperature, max_tokens, stop, seed, reserved keys)
+            normalize({"messages": [{"role": "user", "content": "?"}], **self.params})
+        except InvalidMessages as exc:
+            raise ConfigError(f"params.{exc.field}", str(exc).split(": ", 1)[-1]) from exc
         self.headers = dict(headers or {})
         self.timeout_s = float(timeout_s)
         self.prices = cost if cost is not None else TokenPrices()
@@ -222,24 +214,33 @@ class OpenAITier(Tier):
 
     # -- sync path ----------------------------------------------------------------------------------------------
 
+    def _next(self, response: httpx.Response | httpx.TransportError, attempt: int) -> str | float:
+        """One rule for both shells: the body text of a 2xx answer, or the seconds to wait before retrying; else
+        raises the mapped error (cause chained)."""
+        if isinstance(response, httpx.Response):
+            if response.status_code < 300:
+                return response.text
+            error = error_for(self.name, self.url, response.status_code, response.text, response.headers)
+            cause: BaseException | None = None
+        else:
+            error, cause = self._transport_error(response), response
+        delay = self._retry_delay(error, attempt) if isinstance(error, TransientTierError) else None
+        if delay is None:
+            raise error from cause
+        return delay
+
     def _post(self, body: dict[str, Any]) -> str:
         client = self._sync_client()
         attempt = 0
         while True:
             try:
-                response = client.post(self.url, json=body)
+                response: httpx.Response | httpx.TransportError = client.post(self.url, json=body)
             except httpx.TransportError as exc:
-                error = self._transport_error(exc)
-                cause: Exception = exc
-            else:
-                if response.status_code < 300:
-                    return response.text
-                error = error_for(self.name, self.url, response.status_code, response.text, response.headers)
-                cause = error
-            delay = self._retry_delay(error, attempt) if isinstance(error, TransientTierError) else None
-            if delay is None:
-                raise error from (None if cause is error else cause)
-            self._sleep(delay)
+                response = exc
+            step = self._next(response, attempt)
+            if isinstance(step, str):
+                return step
+            self._sleep(step)
             attempt += 1
 
     def _call(self, x: Any) -> RawOutput:
@@ -256,19 +257,13 @@ class OpenAITier(Tier):
         attempt = 0
         while True:
             try:
-                response = await client.post(self.url, json=body)
+                response: httpx.Response | httpx.TransportError = await client.post(self.url, json=body)
             except httpx.TransportError as exc:
-                error = self._transport_error(exc)
-                cause: Exception = exc
-            else:
-                if response.status_code < 300:
-                    return response.text
-                error = error_for(self.name, self.url, response.status_code, response.text, response.headers)
-                cause = error
-            delay = self._retry_delay(error, attempt) if isinstance(error, TransientTierError) else None
-            if delay is None:
-                raise error from (None if cause is error else cause)
-            await self._asleep(delay)
+                response = exc
+            step = self._next(response, attempt)
+            if isinstance(step, str):
+                return step
+            await self._asleep(step)
             attempt += 1
 
     async def _acall(self, x: Any) -> RawOutput:
