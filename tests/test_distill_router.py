@@ -208,7 +208,7 @@ def test_one_unusable_item_costs_only_itself_and_a_stopped_feeder_stays_stopped(
     assert sorted(s.truth for s in buffer.take(10).samples if s.truth is not None) == [0, 1]
     feeder.stop()
     router("after stop")  # counted, and no thread is started for it
-    assert feeder.counters["dropped"] == 1 and feeder._thread is None
+    assert feeder.counters["stopped"] == 1 and feeder.counters["dropped"] == 0 and feeder._thread is None
     with pytest.raises(DistillError, match="stopped for good"):
         feeder.start()
     with pytest.raises(ConfigError) as info:

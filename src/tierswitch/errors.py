@@ -27,7 +27,8 @@ do about it. Third-party errors are mapped at the boundary with ``raise ... from
     ├── CacheError                   a cache backend failed; the router turns it into a miss
     │   └── CorruptCacheValue        a stored value could not be decoded
     └── DistillError                 the distillation machinery cannot continue
-        └── WeightVerificationError  published weights failed their checksum or shape checks
+        ├── WeightVerificationError  published weights failed their checksum or shape checks
+        └── LabelSetError            the student's class labels are not the teacher's
 
     TransientTierError (an Exception, deliberately outside the tree: see tierswitch.reliability.errors)
     ├── UpstreamRateLimited          an HTTP model server answered 429 (``retry_after`` in seconds, or None)
@@ -47,6 +48,7 @@ __all__ = [
     "EmptyInput",
     "InputTooLarge",
     "InvalidInput",
+    "LabelSetError",
     "NoCapableTier",
     "StreamInterrupted",
     "NonFiniteInput",
@@ -200,6 +202,10 @@ class CorruptCacheValue(CacheError):
 
 class DistillError(TierswitchError):
     """The distillation machinery cannot continue."""
+
+
+class LabelSetError(DistillError):
+    """The student's class labels are not the teacher's (e.g. ``("neg", "pos")`` against a teacher answering 0/1)."""
 
 
 class WeightVerificationError(DistillError):

@@ -15,24 +15,16 @@ from typing import Any
 
 from tierswitch.cache.base import Cache
 from tierswitch.cache.memory import MemoryCache
-from tierswitch.demo.tiers import ModelTier, measure_latency_us, price_for
+from tierswitch.demo.tiers import PRICE_TABLE, ModelTier, measure_latency_us, price_for
 from tierswitch.demo.workloads import Family, Workload
 from tierswitch.policies.cascade import Cascade
 from tierswitch.router import Router
 from tierswitch.tiers.base import Capabilities, CostModel, Tier
 
-__all__ = ["Assembled", "DISTILL_SETTINGS", "assemble"]
+__all__ = ["Assembled", "SHADOW_RATE", "assemble"]
 
-# Tuned for a stream of thousands of requests on 2 cores: gate early and often, so a useful student serves soon.
-# A stream of ~10k requests yields only ~3k teacher answers, too few fresh steps for the student to converge: the
-# trainer takes ``replay_ratio`` reservoir-only steps after each fresh one, while the traffic goes on. The stream
-# waits for the trainer at the end of each window, so the trainer may run flat out (``max_busy`` 1.0) instead of
-# the library's default pacing, which protects serving latency in a real deployment.
-DISTILL_SETTINGS: dict[str, Any] = {
-    "batch_size": 32, "lr": 3e-3, "temperature": 2.0, "alpha": 0.5, "use_truth": False, "eval_every": 20,
-    "holdout_share": 0.1, "holdout_size": 600, "min_holdout": 100, "margin": 0.01, "z": 2.0, "replay_share": 0.5,
-    "replay_ratio": 14.0, "idle_replay": 2, "num_threads": 1, "max_busy": 1.0,
-}
+# The demo uses the library's defaults (``DistillConfig()``, the worker process of ``distill_into``); only the
+# shadow share of the cheaper tiers' answers sent to the full tier is stated here.
 SHADOW_RATE = 0.1
 
 
@@ -45,11 +37,12 @@ class Assembled:
     students: list[Any]
     buffers: list[Any]
     feeders: list[Any]
-    distillers: list[Any]
+    distillers: list[Any]  # the trainers (ProcessTrainer), with ``events`` and ``summary()``
     cost_source: str
     prices: dict[str, float]
     measured_us: dict[str, float] = field(default_factory=dict)
     redis_namespace: str | None = None
+    runs: list[Any] = field(default_factory=list)  # the Distillation of each family (distill_into)
 
     @property
     def cost_unit(self) -> str:
@@ -69,19 +62,18 @@ def assemble(
     workload: Workload, *, seed: int, cost_source: str = "table", redis_url: str | None = None, distill: bool = True
 ) -> Assembled:
     """Build the tiers, router, feeders and distillers of ``workload`` (the distillers are not started yet)."""
-    from tierswitch.distill import DistillConfig, DistillFeeder, MemoryBuffer
-    from tierswitch.distill.student import StudentSpec, student_tier
-    from tierswitch.distill.trainer import Distiller
+    from tierswitch.distill import DistillConfig
+    from tierswitch.distill.attach import distill_into
+    from tierswitch.distill.student import student_tier
 
     built: list[tuple[Family, dict[str, Tier]]] = []
     for fam in workload.families:
         caps = Capabilities.of(fam.modality)
         classes = fam.data.classes
-        spec = StudentSpec(fam.student_dim, fam.student_hidden, len(classes), classes)
         tiers: dict[str, Tier] = {
             "base": ModelTier(fam.names["base"], fam.base.model, classes, capabilities=caps, version=fam.base.key),
-            "distilled": student_tier(spec, fam.student_input, name=fam.names["distilled"], seed=seed,
-                                      capabilities=caps, version="0", num_threads=1),
+            "distilled": student_tier(fam.student_spec, name=fam.names["distilled"], seed=seed,
+                                      capabilities=caps, version="0", cost=PRICE_TABLE["distilled"]),
             "full": ModelTier(fam.names["full"], fam.full.model, classes, capabilities=caps, version=fam.full.key),
         }
         built.append((fam, tiers))
@@ -106,17 +98,16 @@ def assemble(
         thresholds = {fam.names["base"]: fam.thresholds["base"] for fam, _ in built}
     cache, namespace = _make_cache(redis_url)
     router = Router([e[2] for e in order], Cascade(thresholds), cache=cache)
-    students, buffers, feeders, distillers = [], [], [], []
+    students, feeders, distillers, runs = [], [], [], []
     for i, (fam, tiers) in enumerate(built):
         student = tiers["distilled"]
         students.append(student)
         if not distill:
             continue
-        config = DistillConfig(**{**DISTILL_SETTINGS, **fam.distill, "seed": seed + i})
-        buffer = MemoryBuffer(capacity=20_000, reservoir=4000, seed=seed + i)
-        feeder = DistillFeeder(buffer, fam.student_input, full_tier=fam.names["full"],
-                               shadow_rate=SHADOW_RATE, seed=seed + i, classes=fam.data.classes, queue_size=20_000)
-        feeders.append(feeder.attach(router))
-        buffers.append(buffer)
-        distillers.append(Distiller(student, buffer, config))
-    return Assembled(router, cache, students, buffers, feeders, distillers, cost_source, prices, measured, namespace)
+        run = distill_into(router, fam.names["distilled"], teacher=fam.names["full"], shadow_rate=SHADOW_RATE,
+                           seed=seed + i, config=DistillConfig(seed=seed + i), start=False)
+        runs.append(run)
+        feeders.append(run.feeder)
+        distillers.append(run.trainer)
+    return Assembled(router, cache, students, [], feeders, distillers, cost_source, prices, measured, namespace,
+                     runs)

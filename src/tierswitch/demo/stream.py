@@ -1,10 +1,10 @@
 """Send a workload's stream through the router, one request at a time, and log everything.
 
-During the ``learn`` phase the feeders hand full-tier answers (and shadow samples) to the background distillers,
-which take their replay steps (``replay_ratio``) alongside; at the end of every window the stream waits until the
-trainers have taken what the window produced, as real traffic would arrive no faster than the trainer keeps up.
-Before the ``score`` phase the feeders are detached and the distillers finish their owed replay and stop: scored
-inputs train nothing. At every window the student is probed on a fixed set of held-out
+During the ``learn`` phase the feeders hand full-tier answers (and shadow samples) to the trainers, each in its
+own worker process (``distill_into``'s default); the stream never waits for them: requests go out in a tight
+loop, as a user's service would send them. Before the ``score`` phase the feeders are detached and each
+distillation finishes (everything fed is trained on, the last promotion is served) and stops: scored inputs train
+nothing. At every window the student is probed on a fixed set of held-out
 inputs (agreement with the full tier, accuracy), which trains nothing either.
 """
 
@@ -69,26 +69,12 @@ class Probe:
         return out
 
 
-def _wait_for_trainers(asm: Assembled, deadline_s: float = 60.0) -> float:
-    """Block until every feeder has turned its queue into samples and every distiller has taken them."""
-    started = time.perf_counter()
-    for feeder in asm.feeders:
-        feeder.flush(timeout_s=deadline_s)
-    for buffer in asm.buffers:
-        while len(buffer) and time.perf_counter() - started < deadline_s:
-            time.sleep(0.002)  # polling a real condition (samples left) with a deadline, never a fixed wait
-    return time.perf_counter() - started
-
-
 def _stop_learning(asm: Assembled) -> None:
-    for feeder in asm.feeders:
-        asm.router.hooks.remove(feeder)
-    _wait_for_trainers(asm)
-    for distiller in asm.distillers:
-        distiller.wait_idle()  # the replay steps owed by the last fresh ones, before scoring starts
-        distiller.stop()
-    for feeder in asm.feeders:
-        feeder.stop()
+    for run in asm.runs:
+        run.feeder.detach()  # no more samples; what is queued still goes to the trainer
+    for run in asm.runs:
+        run.finish()  # everything fed is trained on and the last promotion served, before scoring starts
+        run.detach()
 
 
 def run_stream(
@@ -132,8 +118,6 @@ def run_stream(
             if on_request is not None:
                 on_request(row, log)
             if i in ends:
-                if learning:
-                    log.wait_s += _wait_for_trainers(asm)
                 if learning or last_probe is None:
                     last_probe = probe.measure(asm)
                 log.curve.append(_curve_point(workload, asm, log, win, last_probe))

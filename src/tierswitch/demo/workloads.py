@@ -15,12 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from tierswitch.demo.data import LabelledData, load_banking77, load_digits_split
 from tierswitch.demo.store import ModelStore
-from tierswitch.demo.textfeat import HashedText
 from tierswitch.demo.training import DIGITS_BASE, DIGITS_FULL, TEXT_BASE, TEXT_FULL, TrainedModel, get_model
+from tierswitch.distill.features import DenseFeatures, HashedTextFeatures
+from tierswitch.distill.spec import StudentSpec
 from tierswitch.errors import ConfigError
 
 __all__ = ["WORKLOADS", "Family", "StreamItem", "Workload", "build_workload"]
@@ -28,12 +27,9 @@ __all__ = ["WORKLOADS", "Family", "StreamItem", "Workload", "build_workload"]
 WORKLOADS = ("text", "digits", "mixed")
 ROLES = ("base", "distilled", "full")
 
-# The student's own input pipeline: hashed word 1-2-grams and character 3-4-grams, dense float32.
-STUDENT_TEXT_FEATURES: dict[str, Any] = {"dim": 2048, "words": 2, "chars": (3, 4), "sublinear": True}
-
-
-def _digits_input(image: np.ndarray) -> np.ndarray:
-    return np.asarray(image, dtype=np.float32).reshape(-1) / 16.0
+# The student's own input pipeline is part of its spec: the library's text default (hashed word 1-2-grams and
+# char 2-4-grams, sparse) for text, the 8x8 image scaled to [0, 1] for digits.
+DIGITS_FEATURES = DenseFeatures(64, scale=1.0 / 16.0)
 
 
 @dataclass
@@ -46,13 +42,17 @@ class Family:
     data: LabelledData
     base: TrainedModel
     full: TrainedModel
-    student_input: Callable[[Any], np.ndarray]
-    student_hidden: tuple[int, ...]
-    student_dim: int
+    student_spec: StudentSpec
     thresholds: dict[str, float]
     names: dict[str, str]
     describe: dict[str, str] = field(default_factory=dict)
-    distill: dict[str, Any] = field(default_factory=dict)  # overrides of assemble.DISTILL_SETTINGS
+
+    @property
+    def student_input(self) -> Callable[[Any], Any]:
+        """The student's featuriser (from its spec)."""
+        feats = self.student_spec.features
+        assert feats is not None
+        return feats.dense_one if isinstance(feats, DenseFeatures) else feats.sparse_one
 
     def tier_name(self, role: str) -> str:
         return self.names[role]
@@ -84,17 +84,19 @@ class Workload:
 
 def _text_family(store: ModelStore, suffix: str) -> Family:
     data = load_banking77()
-    features = HashedText(STUDENT_TEXT_FEATURES["dim"], words=STUDENT_TEXT_FEATURES["words"],
-                          chars=STUDENT_TEXT_FEATURES["chars"], sublinear=STUDENT_TEXT_FEATURES["sublinear"])
+    spec = StudentSpec.for_text(data.classes)
+    feats = spec.features
+    assert isinstance(feats, HashedTextFeatures)
     return Family(
         "text", data, get_model(store, "banking77-base", data, TEXT_BASE),
-        get_model(store, "banking77-full", data, TEXT_FULL), features.dense_one, (256,), features.dim,
+        get_model(store, "banking77-full", data, TEXT_FULL), spec,
         {"base": 0.5, "distilled": 0.55}, {r: f"{r}{suffix}" for r in ROLES},
         {
             "base": f"hashed word unigrams ({TEXT_BASE['dim']} buckets) + logistic regression",
             "full": "word 1-2-gram and char 2-5-gram TF-IDF, one logistic regression each, probabilities averaged",
-            "distilled": f"torch MLP {features.dim}->256->77 on hashed word 1-2-grams + char 3-4-grams, "
-                         "untrained at start, learns online from the full tier's answers",
+            "distilled": f"MLP {feats.dim}->{spec.hidden[0]}->{spec.n_classes} on hashed word 1-{feats.words}-grams "
+                         f"+ char {feats.chars[0]}-{feats.chars[1]}-grams (sparse; the library's text default), "
+                         "untrained at start, trained online in a worker process, served in numpy",
         },
     )
 
@@ -103,14 +105,14 @@ def _digits_family(store: ModelStore, suffix: str) -> Family:
     data = load_digits_split()  # a fixed split: the seed varies the traffic, not what the tiers learned
     return Family(
         "image", data, get_model(store, "digits-base", data, DIGITS_BASE),
-        get_model(store, "digits-full", data, DIGITS_FULL), _digits_input, (64,), 64,
+        get_model(store, "digits-full", data, DIGITS_FULL),
+        StudentSpec(64, (64,), len(data.classes), tuple(data.classes), DIGITS_FEATURES),
         {"base": 0.7, "distilled": 0.8}, {r: f"{r}{suffix}" for r in ROLES},
         {
             "base": "2x2-pooled 4x4 image + logistic regression",
             "full": "MLP 64->256->10 on the 8x8 image (scikit-learn, served in numpy)",
-            "distilled": "torch MLP 64->64->10, untrained at start, learns online from the full tier's answers",
+            "distilled": "MLP 64->64->10, untrained at start, trained online in a worker process, served in numpy",
         },
-        distill={"batch_size": 16, "eval_every": 10, "holdout_share": 0.15, "min_holdout": 40, "lr": 5e-3},
     )
 
 

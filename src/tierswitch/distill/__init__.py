@@ -9,17 +9,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from tierswitch.distill.buffer import Buffer, MemoryBuffer, Reservoir, Taken
+from tierswitch.distill.buffer import Buffer, MemoryBuffer, PriorityBuffer, Reservoir, Taken
 from tierswitch.distill.config import DistillConfig
+from tierswitch.distill.features import DenseFeatures, HashedTextFeatures
 from tierswitch.distill.feed import DistillFeeder
 from tierswitch.distill.gate import GateConfig, GateResult, PromotionEvent
 from tierswitch.distill.redis_buffer import RedisStreamBuffer
 from tierswitch.distill.sample import Sample, decode_sample, encode_sample
+from tierswitch.distill.spec import StudentSpec
 
 _LAZY = {
     "Distiller": "tierswitch.distill.trainer",
     "distill_loss": "tierswitch.distill.loss",
-    "StudentSpec": "tierswitch.distill.student",
+    "distill_into": "tierswitch.distill.attach",
+    "Distillation": "tierswitch.distill.attach",
+    "ProcessTrainer": "tierswitch.distill.process",
     "StudentTier": "tierswitch.distill.student",
     "build_student": "tierswitch.distill.student",
     "student_tier": "tierswitch.distill.student",
@@ -33,15 +37,19 @@ _LAZY = {
 
 __all__ = [
     "Buffer",
+    "DenseFeatures",
     "DistillConfig",
     "DistillFeeder",
     "GateConfig",
     "GateResult",
+    "HashedTextFeatures",
     "MemoryBuffer",
+    "PriorityBuffer",
     "PromotionEvent",
     "RedisStreamBuffer",
     "Reservoir",
     "Sample",
+    "StudentSpec",
     "Taken",
     "decode_sample",
     "encode_sample",

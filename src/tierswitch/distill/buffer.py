@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from tierswitch.distill.sample import Sample
 from tierswitch.errors import ConfigError
 from tierswitch.validation import positive
 
-__all__ = ["Buffer", "MemoryBuffer", "Reservoir", "Taken"]
+__all__ = ["Buffer", "MemoryBuffer", "PriorityBuffer", "Reservoir", "Taken"]
 
 
 @dataclass(slots=True)
@@ -150,3 +153,62 @@ class MemoryBuffer(Buffer):
 
     def stats(self) -> dict[str, int]:
         return {**super().stats(), "fresh": len(self._fresh), "added": self.added, "dropped": self.dropped}
+
+
+def _priority(sample: Sample) -> float:
+    p = sample.meta.get("p", 0.0) if sample.meta else 0.0
+    return float(p) if isinstance(p, (int, float)) else 0.0
+
+
+class PriorityBuffer(MemoryBuffer):
+    """A ``MemoryBuffer`` for a trainer that may fall behind: while more than ``backlog`` samples wait, ``take``
+    hands out the highest-priority ones first (``meta["p"]``: the feeder gives a disagreement between a cheaper tier
+    and the teacher 1, plus the teacher's uncertainty, 1 - its top probability), and a full buffer evicts the
+    lowest-priority samples instead of the oldest. Below the backlog it is first in, first out."""
+
+    def __init__(self, capacity: int = 10_000, *, reservoir: int = 2000, seed: int = 0, backlog: int = 256,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(capacity, reservoir=reservoir, seed=seed)
+        positive("buffer.backlog", backlog, integer=True)
+        self.backlog = backlog
+        self.clock = clock
+        self.prioritised = 0
+
+    def put_many(self, samples: Iterable[Sample]) -> int:
+        items = list(samples)
+        with self._cond:
+            self._fresh.extend(items)
+            self.added += len(items)
+            excess = len(self._fresh) - self.capacity
+            if excess > 0:
+                pri = np.fromiter((_priority(s) for s in self._fresh), dtype=np.float64, count=len(self._fresh))
+                drop = set(np.argpartition(pri, excess - 1)[:excess].tolist()) if excess < len(pri) else set(
+                    range(len(pri)))
+                self._fresh = deque(s for i, s in enumerate(self._fresh) if i not in drop)
+                self.dropped += excess
+            if items:
+                self._cond.notify_all()
+        return len(items)
+
+    def take(self, n: int, timeout_s: float = 0.0, linger_s: float = 0.0) -> Taken:
+        with self._cond:
+            if len(self._fresh) <= self.backlog:
+                return super().take(n, timeout_s, linger_s)
+            pri = np.fromiter((_priority(s) for s in self._fresh), dtype=np.float64, count=len(self._fresh))
+            top = set(np.argpartition(-pri, n - 1)[:n].tolist()) if n < len(pri) else set(range(len(pri)))
+            out = [s for i, s in enumerate(self._fresh) if i in top]
+            self._fresh = deque(s for i, s in enumerate(self._fresh) if i not in top)
+            self.prioritised += len(out)
+            self._woken = False
+        return Taken(out)
+
+    def lag_s(self) -> float:
+        """Seconds since the oldest waiting sample arrived (its ``meta["t"]``); 0 when none waits."""
+        with self._cond:
+            if not self._fresh:
+                return 0.0
+            t = self._fresh[0].meta.get("t") if self._fresh[0].meta else None
+        return max(0.0, self.clock() - float(t)) if isinstance(t, (int, float)) else 0.0
+
+    def stats(self) -> dict[str, int]:
+        return {**super().stats(), "prioritised": self.prioritised}

@@ -24,8 +24,12 @@ class DistillConfig:
     fresh samples wait (0: none beyond replay_ratio);
     lr / weight_decay: AdamW; temperature / alpha / mse_weight: the loss (see ``distill.loss``); use_truth: train
     the hard term on ground truth when a sample has it; grad_clip: max gradient norm (0 disables);
-    eval_every: gate every K optimizer steps; holdout_share / holdout_size: share of fresh samples set aside (never
-    trained on) and the bound on that recent holdout; margin / z / min_holdout: the gate (see ``distill.gate``);
+    eval_every: gate every K optimizer steps (fresh and replay); holdout_share / holdout_size: share of fresh
+    samples set aside (never trained on) and the bound on that recent holdout; margin / z / min_holdout: the gate
+    (see ``distill.gate``). Warm-up rule: until the holdout holds ``min_holdout`` items, one fresh sample in
+    ``1 / max(holdout_share, warmup_share)`` goes to it, so with the defaults (min_holdout 40, warmup_share 0.33)
+    the first gate that can promote comes after ~120 teacher samples, whatever the traffic (holdout_share 0: no
+    holdout at all);
     int8 / prune / tolerance: compression of the served student; num_threads: torch threads of the trainer thread;
     take_timeout_s: how long an idle background step waits for samples; linger_s: how much longer it waits for a
     partial mini-batch to fill; max_busy: the largest share of wall time the background thread (``start()``) spends
@@ -38,21 +42,22 @@ class DistillConfig:
     batch_size: int = 32
     replay_share: float = 0.25
     replay_ratio: float = 1.0
-    idle_replay: int = 2
+    idle_replay: int = 12
     max_busy: float = 0.5
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 0.0
     temperature: float = 2.0
     alpha: float = 0.5
     mse_weight: float = 0.0
     use_truth: bool = True
     grad_clip: float = 5.0
-    eval_every: int = 50
+    eval_every: int = 5
     holdout_share: float = 0.1
+    warmup_share: float = 0.33
     holdout_size: int = 1000
     margin: float = 0.01
     z: float = 2.5
-    min_holdout: int = 200
+    min_holdout: int = 40
     int8: bool = False
     prune: float = 0.0
     tolerance: float = 0.01
@@ -66,8 +71,8 @@ class DistillConfig:
             positive(f"distill.{name}", getattr(self, name), integer=True)
         if isinstance(self.idle_replay, bool) or not isinstance(self.idle_replay, int) or self.idle_replay < 0:
             raise ConfigError("distill.idle_replay", f"must be an integer >= 0, got {self.idle_replay!r}")
-        for name, high in (("replay_share", 0.9), ("holdout_share", 0.9), ("alpha", 1.0), ("prune", 0.95),
-                           ("tolerance", 1.0), ("weight_decay", math.inf), ("mse_weight", math.inf),
+        for name, high in (("replay_share", 0.9), ("holdout_share", 0.9), ("warmup_share", 0.9), ("alpha", 1.0),
+                           ("prune", 0.95), ("tolerance", 1.0), ("weight_decay", math.inf), ("mse_weight", math.inf),
                            ("grad_clip", math.inf), ("linger_s", math.inf)):
             finite(f"distill.{name}", getattr(self, name), low=0.0, high=high)
         for name in ("lr", "temperature", "take_timeout_s"):

@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -28,11 +29,17 @@ from tierswitch.tiers.base import same_output
 from tierswitch.types import DecisionRecord, Prediction
 from tierswitch.validation import finite, positive
 
-__all__ = ["DistillFeeder"]
+__all__ = ["DistillFeeder", "SampleSink"]
+
+
+class SampleSink(Protocol):
+    """Where the feeder puts samples: a ``Buffer`` (thread trainer, Redis stream) or a ``ProcessTrainer``."""
+
+    def put_many(self, samples: Iterable[Sample]) -> int: ...
 
 log = logging.getLogger("tierswitch.distill")
 
-_Item = tuple[str, Any, Prediction | None, Prediction | None, Any]  # kind, payload, full, cheap, truth
+_Item = tuple[str, Any, Prediction | None, Prediction | None, Any, float]  # kind, payload, full, cheap, truth, t
 
 
 class DistillFeeder:
@@ -47,7 +54,7 @@ class DistillFeeder:
 
     def __init__(
         self,
-        buffer: Buffer,
+        buffer: Buffer | SampleSink,
         student_input: Callable[[Any], np.ndarray] | None = None,
         *,
         router: Any = None,
@@ -72,8 +79,9 @@ class DistillFeeder:
         self._index = {c: i for i, c in enumerate(self.classes)} if self.classes is not None else None
         self.truth_key = truth_key
         self.max_batch = max_batch
-        self.counters = {"queued": 0, "dropped": 0, "samples": 0, "shadow": 0, "agreed": 0, "unaccepted": 0,
-                         "errors": 0}
+        self.counters = {"queued": 0, "dropped": 0, "stopped": 0, "samples": 0, "shadow": 0, "agreed": 0,
+                         "unaccepted": 0, "label_mismatch": 0, "errors": 0}
+        self.clock: Callable[[], float] = time.time
         self._rng = random.Random(seed)
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
@@ -90,6 +98,18 @@ class DistillFeeder:
         router.add_hook(self)
         return self
 
+    def detach(self) -> None:
+        """Unregister from the router (if attached); later offers are counted as ``stopped``, not ``dropped``."""
+        hooks = getattr(self.router, "hooks", None)
+        if hooks is not None and self in hooks:
+            hooks.remove(self)
+        remove = getattr(self.router, "remove_hook", None)
+        if hooks is None and callable(remove):
+            remove(self)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     # -- the hook: cheap, never raises ----------------------------------------------------------------------
     def __call__(self, record: DecisionRecord) -> None:
         try:
@@ -105,7 +125,7 @@ class DistillFeeder:
         if record.cached:  # its answer was learned from when it was first computed
             return
         if self._closed:
-            self._count("dropped")
+            self._count("stopped")
             return
         full = self.full_tier or (self.router.full if self.router is not None else None)
         truth = record.meta.get(self.truth_key) if record.meta else None
@@ -118,17 +138,19 @@ class DistillFeeder:
         if not self._full_accepts(full, record):  # checked before the draw: other modalities leave the seeded
             self._count("unaccepted")  # sequence of shadow draws untouched
             return
-        if teacher is not None:
-            item: _Item = ("full", record.request.payload, teacher, None, truth)
+        now = self.clock()
+        if teacher is not None:  # the cheaper answer it was escalated from, if any: a disagreement ranks higher
+            cheaper = next((p for name, p in record.predictions.items() if name != full), None)
+            item: _Item = ("full", record.request.payload, teacher, cheaper, truth, now)
         else:
             with self._cond:
                 draw = self._rng.random()
             if draw >= self.shadow_rate:
                 return
-            item = ("shadow", record.request.payload, None, cheap, truth)
+            item = ("shadow", record.request.payload, None, cheap, truth, now)
         with self._cond:
             if self._closed:  # checked under the lock: a stopped feeder never gets a thread again
-                self.counters["dropped"] += 1
+                self.counters["stopped"] += 1
                 return
             if len(self._queue) >= self.queue_size:
                 self._queue.popleft()
@@ -163,7 +185,7 @@ class DistillFeeder:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Process what is queued, then stop for good (later requests are counted as dropped)."""
+        """Process what is queued, then stop for good (later requests are counted as ``stopped``)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -202,7 +224,9 @@ class DistillFeeder:
             if teacher is None:  # its shadow call failed (counted): the full tier's own answers still go through
                 continue
             try:
-                samples.append(self._sample(it[0], it[1], teacher, it[4]))
+                sample = self._sample(it, teacher)
+                if sample is not None:  # None: a teacher label outside the student's classes (counted)
+                    samples.append(sample)
             except Exception as exc:  # one unusable answer (no probabilities, bad truth) loses only its own item
                 self._count("errors")
                 log.warning("distillation feeder dropped an item: %s", exc)
@@ -233,7 +257,15 @@ class DistillFeeder:
                 observe(cheap.tier, agreed)
         return answers
 
-    def _sample(self, source: str, payload: Any, teacher: Prediction, truth: Any) -> Sample:
+    def _sample(self, item: _Item, teacher: Prediction) -> Sample | None:
+        source, payload, _, cheap, truth, arrived = item
+        if self._index is not None and teacher.output not in self._index:
+            self._count("label_mismatch")
+            if self.counters["label_mismatch"] == 1:
+                log.warning("distillation feeder: the teacher %r answered %r, which is not one of the student's "
+                            "classes %s; such answers are not trained on (counters['label_mismatch'])",
+                            teacher.tier, teacher.output, self.classes[:10] if self.classes else None)
+            return None
         if teacher.probs is not None:
             probs = np.asarray(teacher.probs, dtype=np.float32)
             label = int(probs.argmax())
@@ -250,7 +282,9 @@ class DistillFeeder:
         if truth is not None:
             truth_idx = self._index.get(truth) if self._index is not None else int(truth)
         x = None if self.student_input is None else np.asarray(self.student_input(payload), dtype=np.float32)
+        disagree = cheap is not None and not same_output(cheap.output, teacher.output)
+        priority = float(disagree) + 1.0 - float(probs.max())  # disagreements and uncertain inputs train first
         return Sample(
             teacher=probs, label=label, x=x, raw=payload if x is None else None, truth=truth_idx,
-            meta={"src": source, "v": teacher.tier_version},
+            meta={"src": source, "v": teacher.tier_version, "t": arrived, "p": round(priority, 4)},
         )

@@ -103,7 +103,7 @@ class TrainingLoop:
         consumed, busy_s = self._step(0.0 if credit else cfg.take_timeout_s, cfg.linger_s)
         if busy_s is not None:
             self._replay_due += cfg.replay_ratio
-            self._replay_credit = min(self._replay_credit + idle_extra, 10.0 * cfg.idle_replay)
+            self._replay_credit = min(self._replay_credit + idle_extra, 50.0 * cfg.idle_replay)
         if consumed:
             return busy_s
         if credit:

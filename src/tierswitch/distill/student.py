@@ -1,106 +1,34 @@
 """The student's architecture as plain data, so any process can rebuild it without pickle.
 
-``StudentSpec`` describes a small MLP (input_dim -> hidden... -> n_classes, ReLU between layers) and its class labels;
-it is saved as JSON next to the weights. ``student_tier`` turns a spec plus the user's ``student_input(payload) ->
-np.ndarray`` (the student's own preprocessing) into a serving ``TorchTier``.
+``StudentSpec`` describes a small MLP (input_dim -> hidden... -> n_classes, ReLU between layers), its class labels
+and, optionally, its featuriser (``tierswitch.distill.features``: hashed word + char n-grams for text, the text
+default of ``StudentSpec.for_text``); it is saved as JSON next to the weights. ``student_tier`` turns a spec (plus,
+without a featuriser in the spec, the user's ``student_input(payload) -> np.ndarray``) into a serving tier whose hot
+path is a numpy forward pass of the promoted weights (``tierswitch.distill.forward``), not per-op torch calls.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tierswitch.errors import ConfigError
-from tierswitch.tiers.base import Capabilities, CostModel
+from tierswitch.distill.features import DenseFeatures, SparseRow, densify
+from tierswitch.distill.forward import NumpyMLP
+from tierswitch.distill.spec import StudentSpec
+from tierswitch.errors import ConfigError, TierFailure, TierswitchError
+from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, make_prediction
 from tierswitch.tiers.torch import TorchTier
-from tierswitch.validation import describe, positive
+from tierswitch.types import Prediction
 
 __all__ = ["StudentInput", "StudentSpec", "StudentTier", "batch_inputs", "build_student", "student_tier"]
 
 StudentInput = Callable[[Any], np.ndarray]
 """The student's own preprocessing: one payload -> a float vector of length ``spec.input_dim``."""
-
-
-@dataclass(frozen=True)
-class StudentSpec:
-    """An MLP: ``input_dim`` -> each of ``hidden`` (ReLU) -> ``n_classes`` logits; ``classes`` are the labels the
-    argmax maps to (the teacher's output values, in the order of its probability columns)."""
-
-    input_dim: int
-    hidden: tuple[int, ...]
-    n_classes: int
-    classes: tuple[Any, ...] | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("hidden", "classes"):  # a bare int or string would raise a raw TypeError (or split a label)
-            value = getattr(self, name)
-            if value is None and name == "classes":
-                continue
-            if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-                example = "[32] for one hidden layer of 32" if name == "hidden" else '["neg", "pos"]'
-                raise ConfigError(f"student.{name}", f"must be a list, e.g. {example}; got {describe(value)}")
-            object.__setattr__(self, name, tuple(value))
-        for name, value in (("input_dim", self.input_dim), ("n_classes", self.n_classes)):
-            positive(f"student.{name}", value, integer=True)
-        if self.n_classes < 2:
-            raise ConfigError("student.n_classes", "must be >= 2")
-        for i, h in enumerate(self.hidden):
-            positive(f"student.hidden[{i}]", h, integer=True)
-        if self.classes is not None:
-            if len(self.classes) != self.n_classes:
-                raise ConfigError("student.classes", f"has {len(self.classes)} labels for {self.n_classes} classes")
-            if not all(isinstance(c, (str, int)) and not isinstance(c, bool) for c in self.classes):
-                raise ConfigError("student.classes", "labels must be strings or integers")
-
-    @property
-    def dims(self) -> list[int]:
-        return [self.input_dim, *self.hidden, self.n_classes]
-
-    def shapes(self) -> dict[str, tuple[int, ...]]:
-        """Tensor name -> shape of the module ``build_student`` makes."""
-        out: dict[str, tuple[int, ...]] = {}
-        dims = self.dims
-        for i in range(len(dims) - 1):
-            out[f"{2 * i}.weight"] = (dims[i + 1], dims[i])
-            out[f"{2 * i}.bias"] = (dims[i + 1],)
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "mlp",
-            "input_dim": self.input_dim,
-            "hidden": list(self.hidden),
-            "n_classes": self.n_classes,
-            "classes": None if self.classes is None else list(self.classes),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, d: Any) -> StudentSpec:
-        if not isinstance(d, dict) or d.get("kind", "mlp") != "mlp":
-            raise ConfigError("student", f"expected a dict with kind 'mlp', got {d!r:.200}")
-        try:
-            return cls(int(d["input_dim"]), tuple(d["hidden"]), int(d["n_classes"]), d.get("classes"))
-        except KeyError as exc:
-            raise ConfigError(f"student.{exc.args[0]}", "is missing") from exc
-        except TypeError as exc:
-            raise ConfigError("student", f"malformed spec: {exc}") from exc
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> StudentSpec:
-        try:
-            d = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError("student", f"not valid JSON: {exc}") from exc
-        return cls.from_dict(d)
 
 
 def build_student(spec: StudentSpec, seed: int = 0) -> nn.Sequential:
@@ -130,19 +58,92 @@ def batch_inputs(student_input: StudentInput, batch: Sequence[Any], input_dim: i
 
 
 class StudentTier(TorchTier):
-    """A ``TorchTier`` serving an MLP student described by ``spec`` (which pruning may change on a swap)."""
+    """A ``TorchTier`` serving an MLP student described by ``spec`` (which pruning may change on a swap).
 
-    def __init__(self, spec: StudentSpec, module: nn.Module, student_input: StudentInput, **kwargs: Any) -> None:
+    Features come from ``student_input`` (the caller's, dense) or, without one, from ``spec.features`` (sparse).
+    A float student is served by a ``NumpyMLP`` exported at each swap (no torch on the hot path); a quantized one
+    by its torch module."""
+
+    cost_set: bool = True  # False until a caller that left the cost out sets it (see ``student_tier``)
+
+    def __init__(self, spec: StudentSpec, module: nn.Module, student_input: StudentInput | None = None,
+                 **kwargs: Any) -> None:
+        if student_input is None and spec.features is None:
+            raise ConfigError("student.features", "the spec has no featuriser: give student_input(payload) -> "
+                                                  "features, or a spec with features (StudentSpec.for_text)")
         dim = spec.input_dim
-        super().__init__(
-            kwargs.pop("name", "distilled"),
-            module,
-            preprocess=lambda batch: batch_inputs(student_input, batch, dim),
-            classes=spec.classes,
-            **kwargs,
-        )
+        feats = spec.features
+        featurize: Any  # payload -> a dense vector (student_input, dense spec) or a sparse row
+        if student_input is not None:
+            featurize = student_input
+        elif isinstance(feats, DenseFeatures):
+            featurize = feats.dense_one
+        else:
+            featurize = feats.sparse_one  # type: ignore[union-attr]  # spec without features: refused above
+        self.featurize = featurize
+        self.sparse = student_input is None and not isinstance(feats, DenseFeatures)
+
+        def preprocess(batch: Sequence[Any]) -> np.ndarray:
+            if self.sparse:
+                return densify([featurize(x) for x in batch], dim)
+            return batch_inputs(featurize, batch, dim)  # a dense featuriser
+
+        super().__init__(kwargs.pop("name", "distilled"), module, preprocess=preprocess, classes=spec.classes,
+                         **kwargs)
         self.spec = spec
         self.student_input = student_input
+        self._numpy: tuple[nn.Module, NumpyMLP | None] = (self.module, NumpyMLP.from_module(self.module))
+
+    def features(self, x: Any) -> np.ndarray | SparseRow:
+        """The student's input for one payload: a sparse row (spec featuriser) or a dense vector."""
+        if self.sparse:
+            return self.featurize(x)  # type: ignore[no-any-return]
+        return np.asarray(self.featurize(x), dtype=np.float32).reshape(-1)
+
+    def swap_module(self, new: nn.Module | Mapping[str, torch.Tensor], version: str) -> None:
+        super().swap_module(new, version)
+        module = self.module
+        self._numpy = (module, NumpyMLP.from_module(module))  # a reader checks the pair's module is the served one
+
+    def _predict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
+        active = getattr(self._local, "active", None) or self._active
+        module, forward = self._numpy
+        if forward is None or module is not active[0]:
+            return super()._predict_raw(batch)  # quantized (or mid-swap): the torch module
+        self._local.active = None
+        if self.sparse:
+            logits = forward.logits_sparse([self.featurize(x) for x in batch])
+        else:
+            logits = forward.logits(batch_inputs(self.featurize, batch, self.spec.input_dim))
+        probs = NumpyMLP.softmax(logits)
+        top = probs.argmax(axis=1)
+        classes = self.classes
+        return [RawOutput(classes[int(i)] if classes is not None else int(i), row) for i, row in zip(top, probs)]
+
+    def predict_one(self, x: Any, length: int = 0) -> Prediction:
+        """One request without building a batch: featurise, numpy forward, softmax (the router's hot path)."""
+        active = self._active
+        module, forward = self._numpy
+        if forward is None or module is not active[0]:
+            return super().predict_one(x, length)
+        started = time.perf_counter()
+        try:
+            row = self.featurize(x)
+            if self.sparse:
+                logits = forward.logits_sparse([row])[0]
+            else:
+                logits = forward.logits(np.asarray(row, dtype=np.float32).reshape(1, -1))[0]
+            z = np.exp(logits - logits.max(), dtype=np.float64)
+            probs = z / z.sum()
+        except TierswitchError:
+            raise
+        except Exception as exc:  # a featuriser or shape error names this tier
+            raise TierFailure(self.name, f"{type(exc).__name__}: {exc}") from exc
+        elapsed = time.perf_counter() - started
+        top = int(probs.argmax())
+        classes = self.classes
+        raw = RawOutput(classes[top] if classes is not None else top, probs)
+        return make_prediction(raw, self.name, active[1], self.cost_model.cost(length), elapsed)
 
     def swap_student(self, module: nn.Module, spec: StudentSpec, version: str) -> None:
         """Serve ``module`` (built for ``spec``, possibly quantized) as ``version``, atomically."""
@@ -155,24 +156,30 @@ class StudentTier(TorchTier):
 
 def student_tier(
     spec: StudentSpec,
-    student_input: StudentInput,
+    student_input: StudentInput | None = None,
     *,
     name: str = "distilled",
     module: nn.Module | None = None,
     seed: int = 0,
-    cost: CostModel | float = 0.0,
+    cost: CostModel | float | None = None,
     capabilities: Capabilities | None = None,
     version: str = "0",
-    num_threads: int | None = None,
+    num_threads: int | None = 1,
 ) -> StudentTier:
-    """A tier serving a student of ``spec`` (freshly initialised from ``seed`` unless ``module`` is given)."""
-    return StudentTier(
+    """A tier serving a student of ``spec`` (freshly initialised from ``seed`` unless ``module`` is given).
+
+    ``cost`` is the student's price per call in the router's cost unit. Leaving it out is allowed only where the
+    caller sets it afterwards (``distill_into`` measures it against the teacher); it then reads 0.0 until set,
+    and ``StudentTier.cost_set`` is False."""
+    tier = StudentTier(
         spec,
         module if module is not None else build_student(spec, seed),
         student_input,
         name=name,
-        cost=cost,
+        cost=0.0 if cost is None else cost,
         capabilities=capabilities,
         version=version,
         num_threads=num_threads,
     )
+    tier.cost_set = cost is not None
+    return tier

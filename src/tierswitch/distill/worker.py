@@ -133,7 +133,9 @@ def _run(args: argparse.Namespace, config: Any, client: Any) -> int:
     if spec is None and current is None:
         raise ConfigError("--spec", "nothing is published yet, so the worker needs the student's architecture")
     spec = spec or current.spec  # type: ignore[union-attr]
-    tier = student_tier(spec, _no_raw, seed=config.seed)
+    # with the spec's featuriser, samples carry the raw payload and are featurised here (the same trainer loop as
+    # the local worker process of distill_into); without one they must carry features computed by the routers
+    tier = student_tier(spec, None if spec.features is not None else _no_raw, seed=config.seed, cost=0.0)
     if current is not None:
         served = build_student(current.spec)
         served.load_state_dict(current.state_dict, strict=True)
