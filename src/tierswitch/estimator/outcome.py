@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,86 +32,12 @@ from tierswitch.errors import ConfigError, NotFittedError
 from tierswitch.estimator.base import Estimator
 from tierswitch.estimator.learned import LearnedEstimator
 from tierswitch.estimator.learned_features import analyse, bucket, text_of
+from tierswitch.estimator.outcome_parts import HASH_DIM, Embedder, Knn, logit, reliability, sigmoid
 from tierswitch.types import Features
 
 __all__ = ["TierOutcomeModel", "from_config", "reliability"]
 
 FORMAT = "tierswitch.outcome/1"
-Embedder = Callable[[list[str]], np.ndarray]
-_HASH_DIM = 1 << 20
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0))))
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-4, 1 - 1e-4)
-    return np.asarray(np.log(p / (1 - p)))
-
-
-def _platt(raw: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Platt scaling p = sigmoid(a * logit(raw) + b) by Newton's method on the log loss (a light L2 on a, b)."""
-    z = _logit(raw)
-    a, b = 1.0, 0.0
-    for _ in range(50):
-        p = _sigmoid(a * z + b)
-        g = np.array([np.sum((p - y) * z) + 1e-3 * a, np.sum(p - y) + 1e-3 * b])
-        w = p * (1 - p)
-        h = np.array([[np.sum(w * z * z) + 1e-3, np.sum(w * z)], [np.sum(w * z), np.sum(w) + 1e-3]])
-        try:
-            step = np.linalg.solve(h, g)
-        except np.linalg.LinAlgError:
-            break
-        a, b = a - float(step[0]), b - float(step[1])
-        if float(np.abs(step).max()) < 1e-8:
-            break
-    return a, b
-
-
-def reliability(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[str, Any]:
-    """Expected calibration error (equal-width bins, weighted by rows), Brier score and the reliability table."""
-    p, y = np.asarray(p, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    edges = np.minimum((p * bins).astype(np.int64), bins - 1)
-    table, ece = [], 0.0
-    for b in range(bins):
-        m = edges == b
-        if m.any():
-            gap = abs(float(p[m].mean()) - float(y[m].mean()))
-            ece += gap * float(m.mean())
-            table.append({"bin": b, "rows": int(m.sum()), "predicted": float(p[m].mean()),
-                          "observed": float(y[m].mean())})
-    return {"ece": ece, "brier": float(np.mean((p - y) ** 2)), "table": table}
-
-
-class _Knn:
-    """Mean outcomes of the ``k`` nearest training rows by cosine similarity (rows are L2-normalised vectors)."""
-
-    def __init__(self, vectors: Any, outcomes: np.ndarray, k: int) -> None:
-        self.vectors, self.outcomes, self.k = vectors, outcomes, k
-        self._csc: Any = None
-
-    def predict(self, queries: Any) -> np.ndarray:
-        return np.vstack([self._chunk(queries[i:i + 512]) for i in range(0, queries.shape[0], 512)]) \
-            if queries.shape[0] else np.zeros((0, self.outcomes.shape[1]))
-
-    def _chunk(self, queries: Any) -> np.ndarray:
-        if hasattr(queries, "indices") and queries.shape[0] == 1:  # one request: only the columns it touches
-            if self._csc is None:
-                self._csc = self.vectors.tocsc()
-            sims = np.asarray(self._csc[:, queries.indices] @ queries.data, dtype=np.float64).reshape(1, -1)
-        else:
-            product = queries @ self.vectors.T
-            sims = np.asarray(product.toarray() if hasattr(product, "toarray") else product, dtype=np.float64)
-        k = min(self.k, sims.shape[1])
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        weights = np.maximum(np.take_along_axis(sims, top, axis=1), 0.0) + 1e-6
-        out = np.einsum("nk,nkt->nt", weights, self.outcomes[top]) / weights.sum(axis=1, keepdims=True)
-        # shrink towards the tier's base rate: a neighbourhood of k rows is a noisy estimate
-        prior = self.outcomes.mean(axis=0)
-        return np.asarray((k * out + 2.0 * prior) / (k + 2.0))
-
-
 class TierOutcomeModel(Estimator):
     """Calibrated per-tier outcome model (see the module docstring). Parameters are stored verbatim; learned state
     ends in ``_``.
@@ -151,7 +77,7 @@ class TierOutcomeModel(Estimator):
         self.ridge = dict(ridge or {})
         self.tiers_: tuple[str, ...] = ()
         self.ridge_: LearnedEstimator | None = None
-        self.knn_: _Knn | None = None
+        self.knn_: Knn | None = None
         self.blend_: float = 1.0  # weight of the ridge model (1 - weight on knn)
         self.platt_: list[tuple[float, float]] = []
         self.report_: dict[str, Any] | None = None
@@ -177,11 +103,11 @@ class TierOutcomeModel(Estimator):
         for x in xs:
             _, grams = analyse(text_of(x))
             grams.update(_categorical_grams(x, self.categorical))
-            rows.append(sorted({bucket(g) % _HASH_DIM for g in grams}))
+            rows.append(sorted({bucket(g) % HASH_DIM for g in grams}))
         indptr = np.cumsum([0] + [len(r) for r in rows])
         idx = np.fromiter((c for r in rows for c in r), dtype=np.int64, count=int(indptr[-1]))
         vals = np.fromiter((1.0 / math.sqrt(len(r)) for r in rows for _ in r), dtype=np.float64, count=len(idx))
-        return sparse.csr_matrix((vals, idx, indptr), shape=(len(rows), _HASH_DIM))
+        return sparse.csr_matrix((vals, idx, indptr), shape=(len(rows), HASH_DIM))
 
     # -- fitting ----------------------------------------------------------------------------------------------
     def fit(self, xs: Sequence[Any], y: Any, tiers: Sequence[str] | None = None,
@@ -226,7 +152,7 @@ class TierOutcomeModel(Estimator):
     def calibrated(self, raw: np.ndarray) -> np.ndarray:
         if not self.platt_:
             return raw
-        return np.column_stack([_sigmoid(a * _logit(raw[:, j]) + b) for j, (a, b) in enumerate(self.platt_)])
+        return np.column_stack([sigmoid(a * logit(raw[:, j]) + b) for j, (a, b) in enumerate(self.platt_)])
 
     def predict_proba(self, xs: Sequence[Any]) -> np.ndarray:
         """Calibrated P(tier right) per row and tier, ``(n, T)``, tiers cheapest first."""
@@ -284,7 +210,7 @@ class TierOutcomeModel(Estimator):
     def load(cls, path: str | Path, embedder: Embedder | None = None) -> TierOutcomeModel:
         from tierswitch.estimator.outcome_fit import load_outcome
 
-        model = load_outcome(cls, Path(path), embedder)
+        model: TierOutcomeModel = load_outcome(cls, Path(path), embedder)
         model.path_ = Path(path)
         return model
 

@@ -12,15 +12,13 @@ import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from tierswitch.errors import ConfigError
 from tierswitch.estimator.learned import LearnedEstimator
-
-if TYPE_CHECKING:
-    from tierswitch.estimator.outcome import Embedder, TierOutcomeModel
+from tierswitch.estimator.outcome_parts import HASH_DIM, Embedder, Knn, platt, reliability
 
 __all__ = ["fit_outcome", "load_outcome", "save_outcome"]
 
@@ -45,10 +43,9 @@ def _steps(items: Sequence[Any], progress: bool, desc: str) -> Any:
     return tqdm(items, desc=desc, leave=False)
 
 
-def fit_outcome(model: TierOutcomeModel, xs: list[Any], Y: np.ndarray, tiers: tuple[str, ...],
+def fit_outcome(model: Any, xs: list[Any], Y: np.ndarray, tiers: tuple[str, ...],
                 progress: bool = False) -> None:
     """Fit ``model`` in place on the training rows (see the module docstring)."""
-    from tierswitch.estimator.outcome import _Knn, _platt, reliability
 
     n, _ = Y.shape
     if n < 2 * model.cv_folds:
@@ -76,14 +73,14 @@ def fit_outcome(model: TierOutcomeModel, xs: list[Any], Y: np.ndarray, tiers: tu
         for k in _steps(model.ks, progress, "knn k"):
             pred = np.empty_like(Y)
             for tr, te in folds:
-                pred[te] = _Knn(vectors[tr], Y[tr], k).predict(vectors[te])
+                pred[te] = Knn(vectors[tr], Y[tr], k).predict(vectors[te])
             score = _brier(pred, Y)
             grid.append({"k": k, "oof_brier": score})
             if best is None or score < best[0]:
                 best = (score, k, pred)
         assert best is not None
         oof["knn"] = best[2]
-        model.knn_ = _Knn(vectors, Y.copy(), best[1])
+        model.knn_ = Knn(vectors, Y.copy(), best[1])
         report["knn"] = {"k": best[1], "grid": grid, "oof_brier": best[0],
                          "embedder": type(model.embedder).__name__ if model.embedder is not None else None}
     if "ridge" in oof and "knn" in oof:
@@ -101,7 +98,7 @@ def fit_outcome(model: TierOutcomeModel, xs: list[Any], Y: np.ndarray, tiers: tu
     raw = np.clip(np.asarray(raw, dtype=np.float64), 0.0, 1.0)
     model.tiers_ = tiers
     model._fast = None
-    model.platt_ = [_platt(raw[:, j], Y[:, j]) for j in range(len(tiers))] if model.calibrate else []
+    model.platt_ = [platt(raw[:, j], Y[:, j]) for j in range(len(tiers))] if model.calibrate else []
     model.report_ = report  # calibrated() needs the fitted state; the report is completed below
     cal = model.calibrated(raw)
     report["reliability"] = {t: {"raw": reliability(raw[:, j], Y[:, j]),
@@ -110,7 +107,7 @@ def fit_outcome(model: TierOutcomeModel, xs: list[Any], Y: np.ndarray, tiers: tu
     model.oof_ = cal
 
 
-def save_outcome(model: TierOutcomeModel, path: Path) -> Path:
+def save_outcome(model: Any, path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     if model.ridge_ is not None:
         model.ridge_.save(path / "ridge")
@@ -137,8 +134,7 @@ def save_outcome(model: TierOutcomeModel, path: Path) -> Path:
     return path
 
 
-def load_outcome(cls: type[TierOutcomeModel], path: Path, embedder: Embedder | None) -> TierOutcomeModel:
-    from tierswitch.estimator.outcome import _HASH_DIM, _Knn
+def load_outcome(cls: type[Any], path: Path, embedder: Embedder | None) -> Any:
 
     try:
         meta = json.loads((path / "outcome.json").read_text(encoding="utf-8"))
@@ -164,8 +160,8 @@ def load_outcome(cls: type[TierOutcomeModel], path: Path, embedder: Embedder | N
                 from scipy import sparse
 
                 vec: Any = sparse.csr_matrix((npz["data"], npz["indices"], npz["indptr"]),
-                                             shape=(len(npz["indptr"]) - 1, _HASH_DIM))
+                                             shape=(len(npz["indptr"]) - 1, HASH_DIM))
             else:
                 vec = npz["dense"]
-            model.knn_ = _Knn(vec, npz["outcomes"], int(knn_meta["k"]))
+            model.knn_ = Knn(vec, npz["outcomes"], int(knn_meta["k"]))
     return model

@@ -11,17 +11,39 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
 
 from tierswitch.digest import digest_of
 from tierswitch.errors import ConfigError, TierFailure
 from tierswitch.tiers.base import Capabilities, CostModel, RawOutput, Tier
 from tierswitch.types import Prediction
 
-if TYPE_CHECKING:
-    from tierswitch.bench.table import ReplayData
+__all__ = ["Recorded", "RecordedTable", "ReplayTier"]
 
-__all__ = ["Recorded", "ReplayTier"]
+
+class RecordedTable(Protocol):
+    """What ``ReplayTier.from_replay`` reads of a recorded table (``bench.table.ReplayData`` is one): inputs, tier
+    names cheapest first, and per-row x per-tier arrays. A protocol, so this seam names no higher floor."""
+
+    @property
+    def inputs(self) -> Sequence[Any]: ...
+
+    @property
+    def tiers(self) -> tuple[str, ...]: ...
+
+    @property
+    def outcomes(self) -> np.ndarray: ...
+
+    @property
+    def costs(self) -> np.ndarray: ...
+
+    @property
+    def latencies(self) -> np.ndarray | None: ...
+
+    @property
+    def confidences(self) -> np.ndarray | None: ...
 
 
 class Recorded(NamedTuple):
@@ -81,7 +103,7 @@ class ReplayTier(Tier):
         return cls(name, records, **kwargs)
 
     @classmethod
-    def from_replay(cls, data: ReplayData, tier: str | None = None) -> list[ReplayTier] | ReplayTier:
+    def from_replay(cls, data: RecordedTable, tier: str | None = None) -> list[ReplayTier] | ReplayTier:
         """One tier (``tier`` given) or every tier (cheapest first) of a ``bench.table.ReplayData``."""
         names = data.tiers if tier is None else (tier,)
         built = []
