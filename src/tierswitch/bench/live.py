@@ -118,7 +118,7 @@ def _bench_tier(tier: Tier, xs: list[Any], labels: list[Any], correct: Callable[
     }
 
 
-def _bench_router(router: Any, xs: list[Any], labels: list[Any], correct: Callable[[Any, Any], bool]) -> dict:
+def _bench_router(router: Any, xs: list[Any], labels: list[Any], correct: Callable[[Any, Any], bool]) -> dict[str, Any]:
     latencies, hits, outputs, costs, tiers = [], 0, [], [], []
     started_all = time.perf_counter()
     for x in xs:

@@ -13,6 +13,8 @@ import io
 import json
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
 
 import numpy as np
 
@@ -31,15 +33,15 @@ class LabelledData:
     """Inputs with integer labels; ``classes[label]`` is the label's name. ``fingerprint`` identifies the exact
     content (a hash over every input and label), so trained models can be cached against it."""
 
-    train_x: list
+    train_x: list[Any]
     train_y: np.ndarray
-    test_x: list
+    test_x: list[Any]
     test_y: np.ndarray
     classes: tuple[str, ...]
     fingerprint: str
 
 
-def _banking_root():  # type: ignore[no-untyped-def]
+def _banking_root() -> Traversable:
     return resources.files("tierswitch").joinpath("data", "banking77")
 
 

@@ -112,7 +112,10 @@ def _run_demo(args: argparse.Namespace) -> dict[str, Any]:
     from tierswitch.demo.store import ModelStore
     from tierswitch.demo.workloads import build_workload
 
-    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    def say(*parts: object) -> None:
+        if not args.quiet:
+            print(*parts, flush=True)
+
     torch.set_num_threads(1)  # serving on one core; the trainer thread takes its own
     started = time.perf_counter()
     _mkdir(args.out)  # fail on an unwritable --out before minutes of work, not after

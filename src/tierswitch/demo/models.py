@@ -50,7 +50,7 @@ class LinearHead:
         return cls(np.asarray(lr.coef_).T, np.asarray(lr.intercept_))
 
     def logits_sparse(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
-        return vals @ self.weight[cols] + self.bias
+        return np.asarray(vals @ self.weight[cols] + self.bias)
 
     def proba_sparse(self, cols: np.ndarray, vals: np.ndarray) -> np.ndarray:
         return _softmax(self.logits_sparse(cols, vals))
@@ -107,7 +107,8 @@ class TfidfEnsemble:
         return total / len(self.members)
 
     def proba(self, xs: Sequence[str]) -> np.ndarray:
-        return sum(head.proba_matrix(space.transform(xs)) for space, head in self.members) / len(self.members)
+        total = sum(head.proba_matrix(space.transform(xs)) for space, head in self.members)
+        return np.asarray(total) / len(self.members)
 
     def nbytes(self) -> int:
         return sum(head.nbytes() + space.idf.nbytes for space, head in self.members)
@@ -138,7 +139,7 @@ class TfidfEnsemble:
 def pool_image(image: np.ndarray, k: int) -> np.ndarray:
     """Average-pool a (h, w) image by ``k`` and scale digits' 0..16 range to 0..1, flattened."""
     h, w = image.shape[-2:]
-    return image.reshape(h // k, k, w // k, k).mean(axis=(1, 3)).reshape(-1) / 16.0
+    return np.asarray(image.reshape(h // k, k, w // k, k).mean(axis=(1, 3)).reshape(-1)) / 16.0
 
 
 class PooledLinear:
@@ -151,7 +152,7 @@ class PooledLinear:
         self.head = head
 
     def proba_one(self, x: np.ndarray) -> np.ndarray:
-        return self.head.proba_matrix(pool_image(np.asarray(x, dtype=np.float64), self.pool)[None, :])[0]
+        return np.asarray(self.head.proba_matrix(pool_image(np.asarray(x, dtype=np.float64), self.pool)[None, :])[0])
 
     def proba(self, xs: Sequence[np.ndarray]) -> np.ndarray:
         return self.head.proba_matrix(np.stack([pool_image(np.asarray(x, np.float64), self.pool) for x in xs]))
@@ -188,7 +189,7 @@ class MLPModel:
         return _softmax(x.astype(np.float64))
 
     def proba_one(self, x: np.ndarray) -> np.ndarray:
-        return self._forward(np.asarray(x, dtype=np.float32).reshape(1, -1) / 16.0)[0]
+        return np.asarray(self._forward(np.asarray(x, dtype=np.float32).reshape(1, -1) / 16.0)[0])
 
     def proba(self, xs: Sequence[np.ndarray]) -> np.ndarray:
         return self._forward(np.stack([np.asarray(x, np.float32).reshape(-1) for x in xs]) / 16.0)
@@ -212,4 +213,4 @@ MODEL_KINDS = {c.kind: c for c in (TextLinear, TfidfEnsemble, PooledLinear, MLPM
 
 def model_from_bundle(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> DemoModel:
     """Rebuild any demo model from its bundle (``meta['kind']`` picks the class)."""
-    return MODEL_KINDS[meta["kind"]].from_bundle(meta, arrays)  # type: ignore[attr-defined,no-any-return]
+    return MODEL_KINDS[meta["kind"]].from_bundle(meta, arrays)

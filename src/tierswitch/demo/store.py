@@ -78,7 +78,7 @@ class ModelStore:
             for k, arr in arrays.items():
                 if np.asarray(arr).dtype.kind not in "biuf":
                     raise ValueError(f"array {k!r} has dtype {np.asarray(arr).dtype}; only numeric arrays are stored")
-            np.savez(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+            np.savez(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
             body = {**meta, "format": FORMAT_VERSION, "key": key, "name": name}
             (tmp / "meta.json").write_text(json.dumps(body, ensure_ascii=False), encoding="utf-8")
             try:

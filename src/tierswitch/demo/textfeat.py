@@ -14,6 +14,7 @@ import re
 import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -57,7 +58,7 @@ class TfidfSpace:
     ``analyzer`` is ``("word", max_n)`` or ``("char_wb", min_n, max_n)``.
     """
 
-    def __init__(self, analyzer: Sequence, vocabulary: Mapping[str, int], idf: np.ndarray) -> None:
+    def __init__(self, analyzer: Sequence[Any], vocabulary: Mapping[str, int], idf: np.ndarray) -> None:
         self.analyzer = tuple(analyzer)
         self.vocabulary = dict(vocabulary)
         self.idf = np.asarray(idf, dtype=np.float64)
@@ -101,7 +102,7 @@ class HashedText:
         self.chars = chars
         self.sublinear = sublinear
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {"dim": self.dim, "words": self.words, "chars": self.chars, "sublinear": self.sublinear}
 
     def sparse_one(self, text: str) -> tuple[np.ndarray, np.ndarray]:

@@ -95,7 +95,7 @@ def _text_family(store: ModelStore, suffix: str) -> Family:
             "base": f"hashed word unigrams ({TEXT_BASE['dim']} buckets) + logistic regression",
             "full": "word 1-2-gram and char 2-5-gram TF-IDF, one logistic regression each, probabilities averaged",
             "distilled": f"MLP {feats.dim}->{spec.hidden[0]}->{spec.n_classes} on hashed word 1-{feats.words}-grams "
-                         f"+ char {feats.chars[0]}-{feats.chars[1]}-grams (sparse; the library's text default), "
+                         f"+ char {_span(feats.chars)}-grams (sparse; the library's text default), "
                          "untrained at start, trained online in a worker process, served in numpy",
         },
     )
@@ -159,3 +159,7 @@ def build_workload(name: str, store: ModelStore, *, seed: int = 0, limit: int | 
         n_learn = min(len(learn), round(limit * len(learn) / (len(learn) + len(score))))
         learn, score = learn[:n_learn], score[: min(len(score), limit - n_learn)]
     return Workload(name, families, learn + score)
+
+
+def _span(chars: tuple[int, int] | None) -> str:
+    return "no" if chars is None else f"{chars[0]}-{chars[1]}"

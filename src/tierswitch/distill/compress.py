@@ -31,7 +31,8 @@ def quantize_int8(module: nn.Module) -> nn.Module:
         warnings.simplefilter("ignore")
         from torch.ao.quantization import quantize_dynamic
 
-        q = quantize_dynamic(copy.deepcopy(module).eval(), {nn.Linear}, dtype=torch.qint8)
+        q: nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
+            copy.deepcopy(module).eval(), {nn.Linear}, dtype=torch.qint8)
     return q
 
 

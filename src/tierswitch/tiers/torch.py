@@ -151,7 +151,8 @@ class TorchTier(Tier):
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"preprocess must return a tensor or numpy array, got {type(inputs).__name__}")
         with torch.inference_mode():
-            return module(inputs.to(self.device))
+            out: torch.Tensor = module(inputs.to(self.device))
+            return out
 
     def _predict_raw(self, batch: Sequence[Any]) -> Sequence[RawOutput]:
         active = getattr(self._local, "active", None) or self._active
