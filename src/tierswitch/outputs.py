@@ -125,6 +125,9 @@ def nonfinite_output(output: Any) -> str | None:
     return None if found is None else found[1]
 
 
+_add = np.add.reduce
+
+
 def check_probs(tier: str, probs: Any) -> tuple[np.ndarray, float | None]:
     """``probs`` as a read-only float64 array and its top value (None when empty), or the error naming ``tier``."""
     try:
@@ -133,6 +136,19 @@ def check_probs(tier: str, probs: Any) -> tuple[np.ndarray, float | None]:
         raise TierFailure(tier, f"class probabilities are not an array of numbers ({exc}); return a 1-D numeric "
                                 "array as probs, or a bare output") from exc
     top = None
+    if arr.ndim == 1 and arr.size:  # the usual case, on every tier call: no errstate, no temporaries
+        hi, lo = float(arr[arr.argmax()]), float(arr[arr.argmin()])
+        if not (math.isfinite(hi) and math.isfinite(lo)):
+            raise NonFiniteOutput(tier, "class probabilities hold NaN or inf")
+        slack = PROB_SUM_TOLERANCE + 1e-12
+        # within [0, 1 + slack] the sum cannot overflow, so it is taken only then
+        worst = abs(float(_add(arr)) - 1.0) if 0.0 <= lo and hi <= 1.0 + slack else math.inf
+        if not worst <= slack:
+            raise TierFailure(tier, f"class probabilities must be in [0, 1] and sum to 1 (within "
+                                    f"{PROB_SUM_TOLERANCE}); got min {lo:.4g}, max {hi:.4g}. Apply a softmax to "
+                                    "logits or scores, or pass confidence= instead")
+        arr.setflags(write=False)
+        return arr, min(hi, 1.0)
     if arr.size:
         extremes = finite_extremes(arr.ravel())
         if extremes is None:
@@ -176,8 +192,10 @@ def check_output(tier: str, output: Any, probs: Any = None,
     if probs is not None:
         arr, top = check_probs(tier, probs)
         if confidence is None:
-            confidence = top
-    if confidence is not None:
+            confidence = top  # already a float in [0, 1]: check_probs bounded it
+        else:
+            confidence = check_confidence(tier, confidence)
+    elif confidence is not None:
         confidence = check_confidence(tier, confidence)
     found = output_problem(output)
     if found is not None:

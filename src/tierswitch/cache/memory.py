@@ -144,7 +144,7 @@ class MemoryCache(Cache):
         with self._lock:
             for key, entry in writes:
                 self._drop(key)
-                entries[key] = entry._replace(expires=expires)
+                entries[key] = _Entry(expires, entry.prediction, entry.size, entry.mutable)  # _replace is 5x slower
                 self.bytes += entry.size
             budget = self.max_bytes if self.max_bytes is not None else float("inf")
             while len(entries) > self.max_entries or self.bytes > budget:
