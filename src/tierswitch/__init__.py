@@ -18,6 +18,7 @@ from tierswitch.errors import (
     NonFiniteInput,
     NonFiniteOutput,
     NotFittedError,
+    StreamInterrupted,
     TierFailure,
     TierswitchError,
     UnsupportedInput,
@@ -38,11 +39,24 @@ from tierswitch.reliability import CircuitBreaker, Guarded, TransientTierError
 from tierswitch.router import Router
 from tierswitch.telemetry import DecisionLog
 from tierswitch.tiers import CallableTier, Capabilities, CostModel, RawOutput, Recorded, ReplayTier, SklearnTier, Tier
-from tierswitch.types import Decision, DecisionRecord, Features, Prediction, Routed, RoutingContext, TraceStep
+from tierswitch.types import (
+    Decision,
+    DecisionRecord,
+    Features,
+    Prediction,
+    Routed,
+    RoutingContext,
+    TraceStep,
+    Usage,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "OpenAITier",
+    "StreamInterrupted",
+    "TokenPrices",
+    "Usage",
     "CircuitBreaker",
     "Guarded",
     "TransientTierError",
@@ -93,3 +107,12 @@ __all__ = [
     "policy_from_config",
     "tiered",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``OpenAITier`` and ``TokenPrices`` on first use, so ``import tierswitch`` does not load httpx."""
+    if name in ("OpenAITier", "TokenPrices"):
+        from tierswitch.tiers import openai
+
+        return getattr(openai, name)
+    raise AttributeError(f"module 'tierswitch' has no attribute {name!r}")
