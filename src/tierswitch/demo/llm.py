@@ -22,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tierswitch.errors import ConfigError
+
 __all__ = ["main", "run"]
 
 PRICES = {"base": {"input_per_mtok": 0.24, "output_per_mtok": 0.24},  # the replay spec's $ per million tokens
@@ -154,6 +156,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    _require_serve_extra()
     import openai
     import yaml
 
@@ -209,3 +212,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> int:
     run(_parser().parse_args(argv))
     return 0
+
+
+def _require_serve_extra() -> None:
+    """The LLM demo drives the gateway (Starlette, uvicorn) with the official openai client: the ``serve`` extra."""
+    import importlib.util
+
+    missing = [m for m in ("openai", "starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError("demo.workload", f"the gsm8k demo needs {', '.join(missing)} (the serve extra): "
+                                           "pip install -e '.[serve]' (or 'tierswitch[serve]'), then run it again")
