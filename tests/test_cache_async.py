@@ -20,7 +20,7 @@ from tierswitch.cache import MemoryCache, RedisCache
 
 @pytest.fixture
 def rcache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
-    c = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5)  # not a timeout test: a loaded box
+    c = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5, connect_timeout_s=5)  # not a timeout test
     yield c
     c.close()
 

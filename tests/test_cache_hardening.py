@@ -35,7 +35,7 @@ from tierswitch.types import Prediction, Usage
 
 @pytest.fixture
 def rcache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
-    c = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5)
+    c = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5, connect_timeout_s=5)
     yield c
     c.close()
 

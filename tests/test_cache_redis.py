@@ -33,7 +33,7 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 @pytest.fixture
 def cache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
     # one socket timeout opens the breaker (issue 14): on a loaded test box, give replies time
-    c = RedisCache(redis_url, namespace=redis_prefix, ttl_s=60, socket_timeout_s=5)
+    c = RedisCache(redis_url, namespace=redis_prefix, ttl_s=60, socket_timeout_s=5, connect_timeout_s=5)
     yield c
     c.close()
 

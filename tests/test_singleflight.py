@@ -365,7 +365,7 @@ def test_processes_stampede_calls_the_full_tier_once(redis_url: str, redis_prefi
 
 @pytest.fixture
 def rcache(redis_url: str, redis_prefix: str) -> Iterator[RedisCache]:
-    cache = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5)
+    cache = RedisCache(redis_url, namespace=redis_prefix, socket_timeout_s=5, connect_timeout_s=5)
     yield cache
     cache.close()
 
