@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from tierswitch.config import policy_from_config
@@ -121,3 +124,23 @@ def test_self_verify_asks_the_tier_over_real_http():
         router = Router([small, full], policy=VerifiedCascade(signal, {"small": 0.5}))
         assert router(q_good).tier == "small" and router(q_bad).tier == "full"
         assert signal.calls == 4
+
+
+def test_a_self_verification_call_is_paid_by_the_request_that_needed_it():
+    """The judge's tier call is part of ``Routed.cost`` (sync, async and batch paths), never of another request's."""
+    answers = {"q": ("answer", 1.0)}
+
+    def small_fn(x: Any) -> Any:
+        if isinstance(x, dict):  # the verification prompt
+            return "Yes"
+        return answers[x][0]
+
+    small = CallableTier("small", small_fn, cost=0.5)
+    judge = CallableTier("judge", lambda x: "Yes" if "answer" in str(x) else "No", cost=0.25)
+    full = CallableTier("full", lambda x: "full answer", cost=5.0)
+    policy = VerifiedCascade(SelfVerify(judge), {"small": 0.5})
+    router = Router([small, full], policy, cache=None)
+    routed = router("q")
+    assert routed.tier == "small" and routed.cost == 0.5 + 0.25  # the answer, then its verification
+    assert asyncio.run(router.acall("q")).cost == 0.75
+    assert [r.cost for r in router.batch(["q", "q"])] == [0.75, 0.75]

@@ -196,6 +196,8 @@ class RoutingContext:
     by tier name; ``tried`` lists tiers called in order; ``agreement`` is each tier's live agreement with the most
     expensive tier (from shadow samples), when known. ``verdicts`` is where a policy's ``accept`` may say, per tier,
     which signal decided and why (e.g. ``"verifier 0.31 < 0.50"``); the router puts it in the trace.
+    ``extra_cost`` is what a policy spent judging answers (a self-verification call); it is part of the request's
+    cost.
     """
 
     request: Request
@@ -208,6 +210,7 @@ class RoutingContext:
     tried: list[str] = field(default_factory=list)
     agreement: Mapping[str, float] = field(default_factory=dict)
     verdicts: dict[str, str] = field(default_factory=dict)
+    extra_cost: float = 0.0
 
     def next_capable(self, after: str) -> str | None:
         """The next more expensive capable tier after ``after`` that was not tried yet, or None."""

@@ -2,8 +2,8 @@
 
 The tier is asked a yes/no question about (question, answer) at temperature 0. With logprobs, the score is the
 probability of "yes" (``confidence`` of a "yes" answer, 1 - confidence of a "no"); without, 1.0 for yes and 0.0 for
-no; anything else gives no score. The verification call is a real tier call: its cost is not in the routed cost
-(the policy cannot add to it) and, on the async path, it runs synchronously inside ``accept``.
+no; anything else gives no score. The verification call is a real tier call: under ``VerifiedCascade`` its cost is
+added to the request's cost (``Routed.cost``); on the async path it runs synchronously inside ``accept``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from tierswitch.errors import TierswitchError
-from tierswitch.policies.verify import Signal, answer_text, prompt_text
+from tierswitch.policies.verify import Signal, answer_text, prompt_text, spend
 from tierswitch.tiers.base import Tier
 from tierswitch.types import Prediction
 
@@ -45,6 +45,7 @@ class SelfVerify(Signal):
         except TierswitchError as exc:
             log.warning("self-verification by %s failed (%s); escalating", self.tier.name, exc)
             return None
+        spend(verdict.cost)
         word = answer_text(verdict).strip().strip(".!").lower()
         if word.startswith("yes"):
             return verdict.confidence if verdict.confidence is not None else 1.0

@@ -18,7 +18,7 @@ from typing import Any
 from tierswitch.errors import ConfigError
 from tierswitch.policies.cascade import Cascade
 from tierswitch.policies.format_check import ENDS_WITH_NUMBER, FormatCheck
-from tierswitch.policies.verify import AllOf, LogprobConfidence, Signal, Verifier
+from tierswitch.policies.verify import AllOf, LogprobConfidence, Signal, Verifier, done_spending, spending
 from tierswitch.types import Prediction, RoutingContext
 from tierswitch.validation import number, only_keys, section
 
@@ -76,10 +76,15 @@ class VerifiedCascade(Cascade):
         if needed is None or signal is None:
             return Verdict(prediction.tier, None, None, None, True)
         payload = ctx.request.payload
-        if isinstance(signal, AllOf):
-            decider, score = signal.weakest(payload, prediction)
-        else:
-            decider, score = signal, signal.score(payload, prediction)
+        spent, token = spending()
+        try:
+            if isinstance(signal, AllOf):
+                decider, score = signal.weakest(payload, prediction)
+            else:
+                decider, score = signal, signal.score(payload, prediction)
+        finally:
+            done_spending(token)
+        ctx.extra_cost += sum(spent)  # a self-verification call is paid by this request
         return Verdict(prediction.tier, decider.name, score, needed, score is not None and score >= needed)
 
     def accept(self, ctx: RoutingContext, prediction: Prediction) -> bool:

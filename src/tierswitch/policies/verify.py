@@ -9,6 +9,7 @@ callable ``verify(prompt, answer) -> float``) and ``AllOf`` (the weakest of seve
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -19,7 +20,31 @@ from tierswitch.errors import ConfigError
 from tierswitch.tiers.chat import last_user_text
 from tierswitch.types import Prediction
 
-__all__ = ["AllOf", "LogprobConfidence", "Signal", "Verifier", "answer_text", "prompt_text"]
+__all__ = ["AllOf", "LogprobConfidence", "Signal", "Verifier", "answer_text", "done_spending", "prompt_text", "spend",
+           "spending"]
+
+# What signals spent (model calls) while judging one answer: a list per judgement, in a context variable so that
+# concurrent requests on threads or tasks never mix their costs. ``VerifiedCascade`` opens it and adds the total to
+# the request's cost; ``spend`` outside a judgement is a no-op.
+_spent: contextvars.ContextVar[list[float] | None] = contextvars.ContextVar("tierswitch_signal_spent", default=None)
+
+
+def spend(cost: float) -> None:
+    """Record that a signal paid ``cost`` (in the tiers' cost unit) for the judgement in progress."""
+    spent = _spent.get()
+    if spent is not None:
+        spent.append(cost)
+
+
+def spending() -> tuple[list[float], contextvars.Token[list[float] | None]]:
+    """Open a fresh record for one judgement; close it with ``done_spending(token)``."""
+    record: list[float] = []
+    return record, _spent.set(record)
+
+
+def done_spending(token: contextvars.Token[list[float] | None]) -> None:
+    """Close the record ``spending`` opened."""
+    _spent.reset(token)
 
 log = logging.getLogger(__name__)
 

@@ -213,7 +213,7 @@ def _finish(state: RoutingState, p: _Pending, elapsed: float) -> Routed:
     prediction = p.done
     assert prediction is not None
     ctx = p.ctx
-    cost = sum([q.cost for q in ctx.predictions.values()])
+    cost = sum([q.cost for q in ctx.predictions.values()]) + ctx.extra_cost
     trace = ([CACHE_MISS] if state.cache is not None and p.admitted.cache_keys else []) + p.trace
     routed = Routed(
         prediction.output, prediction.tier, cost, elapsed, False, ctx.score, tuple(trace), prediction.confidence,

@@ -106,7 +106,8 @@ def route_miss(state: RoutingState, admitted: Admitted, meta: Any, started: floa
         trace.append(TraceStep("escalate", nxt, f"{tier} {_why_not(ctx, tier, prediction)}"))
         escalations += 1
         tier = nxt
-    cost = sum([p.cost for p in ctx.predictions.values()])  # every call this request made, probe included
+    # every call this request made: probe, cascade steps, and what the policy spent verifying answers
+    cost = sum([p.cost for p in ctx.predictions.values()]) + ctx.extra_cost
     if state.cache is not None and (tier in state.always_cacheable or any(n == tier for n, _ in admitted.cache_keys)):
         yield Store(ctx.request.digest, prediction)
     routed = Routed(
