@@ -9,7 +9,6 @@ Costs come from one of two sources, and the demo always says which:
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -73,15 +72,11 @@ def measure_latency_us(call: Callable[[Any], Any], inputs: Sequence[Any], repeat
     """Median wall time of ``call(x)`` in microseconds over ``inputs`` (after one warm-up pass)."""
     if not inputs:
         raise ConfigError("demo.calibration", "needs at least one input to time")
+    from tierswitch.distill.attach import median_latency_s  # distillation's own timer (imports torch lazily)
+
     for x in inputs[: min(20, len(inputs))]:
         call(x)
-    times = []
-    for _ in range(repeat):
-        for x in inputs:
-            started = time.perf_counter()
-            call(x)
-            times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e6
+    return median_latency_s(call, inputs, repeat) * 1e6
 
 
 def price_for(role: str, source: str, measured_us: Mapping[str, float] | None = None) -> float:

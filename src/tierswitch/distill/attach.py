@@ -37,7 +37,7 @@ from tierswitch.errors import ConfigError, LabelSetError
 from tierswitch.tiers.base import CostModel
 from tierswitch.validation import finite
 
-__all__ = ["Distillation", "DistillRouter", "distill_into"]
+__all__ = ["Distillation", "DistillRouter", "distill_into", "median_latency_s"]
 
 log = logging.getLogger("tierswitch.distill")
 
@@ -92,17 +92,20 @@ def measure_cost(student: StudentTier, teacher: Any, inputs: Sequence[Any], repe
     if not inputs:
         raise ConfigError("distill.calibration", "cost='measured' needs a few inputs to time (calibration=[...])")
 
-    def median_s(call: Callable[[Any], Any]) -> float:
-        times = []
-        for _ in range(repeat):
-            for x in inputs:
-                t0 = time.perf_counter()
-                call(x)
-                times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-
-    ratio = median_s(student.predict_one) / max(median_s(teacher.predict_one), 1e-9)
+    ratio = median_latency_s(student.predict_one, inputs, repeat) / max(
+        median_latency_s(teacher.predict_one, inputs, repeat), 1e-9)
     return float(teacher.cost_model.per_call) * ratio
+
+
+def median_latency_s(call: Callable[[Any], Any], inputs: Sequence[Any], repeat: int = 3) -> float:
+    """Median wall time in seconds of ``call(x)`` over ``repeat`` passes of ``inputs`` (non-empty)."""
+    times = []
+    for _ in range(repeat):
+        for x in inputs:
+            started = time.perf_counter()
+            call(x)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times)
 
 
 class Distillation:
