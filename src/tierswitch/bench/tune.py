@@ -24,7 +24,8 @@ from tierswitch.errors import ConfigError
 from tierswitch.estimator.learned import LearnedEstimator
 from tierswitch.validation import describe
 
-__all__ = ["TuneResult", "apply_cuts", "calibrate_cuts", "fit_estimator", "policy_config", "tune", "write_config"]
+__all__ = ["TuneResult", "apply_cuts", "calibrate_cuts", "config_paths", "fit_estimator", "policy_config", "tune",
+           "write_config", "write_whole"]
 
 
 def fit_estimator(train: ReplayData, params: Mapping[str, Any] | None = None) -> LearnedEstimator:
@@ -128,11 +129,7 @@ def write_config(result: TuneResult, out: str | Path, model_dir: str | Path | No
     """Save the estimator (default: ``<out stem>.model`` next to ``out``) and write the YAML config to ``out``."""
     import yaml
 
-    out = Path(out)
-    if out.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError("out", f"the policy config is YAML: name it .yaml or .yml, got {describe(out.name)}")
-    model_dir = Path(model_dir) if model_dir is not None else out.with_suffix(".model")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out, model_dir = config_paths(out, model_dir)
     result.estimator.save(model_dir)
     s = result.summary()
     header = (
@@ -143,7 +140,22 @@ def write_config(result: TuneResult, out: str | Path, model_dir: str | Path | No
         "# load with Router.from_config(path, tiers); the estimator path is resolved against the working directory\n"
     )
     body = yaml.safe_dump(policy_config(result.tiers, result.cuts, model_dir), sort_keys=False)
+    return write_whole(out, header + body)
+
+
+def config_paths(out: str | Path, model_dir: str | Path | None) -> tuple[Path, Path]:
+    """The YAML path of a tuned policy (refused unless .yaml/.yml; its folder made) and its model folder (default:
+    ``<out stem>.model`` next to it)."""
+    out = Path(out)
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise ConfigError("out", f"the policy config is YAML: name it .yaml or .yml, got {describe(out.name)}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out, Path(model_dir) if model_dir is not None else out.with_suffix(".model")
+
+
+def write_whole(out: Path, text: str) -> Path:
+    """Write ``text`` to ``out`` through a temporary file: the config appears whole or not at all."""
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(header + body, encoding="utf-8")
-    tmp.replace(out)  # nothing half-written: the config appears whole or not at all
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
     return out

@@ -21,7 +21,7 @@ from tierswitch.bench.evaluate import Target
 from tierswitch.bench.metrics import accuracy, mean_cost, shares
 from tierswitch.bench.split import Split, holdout
 from tierswitch.bench.table import ReplayData
-from tierswitch.errors import ConfigError
+from tierswitch.bench.tune import config_paths, write_whole
 from tierswitch.estimator.outcome import TierOutcomeModel
 
 __all__ = ["PerTierTune", "tune_per_tier", "tune_per_tier_seeds", "write_per_tier_config"]
@@ -98,11 +98,7 @@ def tune_per_tier_seeds(data: ReplayData, target: Target, seeds: Sequence[int], 
 def write_per_tier_config(result: PerTierTune, out: str | Path, model_dir: str | Path | None = None) -> Path:
     import yaml
 
-    out = Path(out)
-    if out.suffix.lower() not in (".yaml", ".yml"):
-        raise ConfigError("out", f"the policy config is YAML: name it .yaml or .yml, got {out.name!r}")
-    model_dir = Path(model_dir) if model_dir is not None else out.with_suffix(".model")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out, model_dir = config_paths(out, model_dir)
     result.model.save(model_dir)
     h = result.heldout
     header = (f"# written by `tierswitch tune --router per-tier`: {result.target.describe()}\n"
@@ -112,7 +108,4 @@ def write_per_tier_config(result: PerTierTune, out: str | Path, model_dir: str |
     body = {"policy": {"kind": "learned", "tiers": list(result.tiers),
                        "model": {"kind": "outcome", "path": str(model_dir)}, "lam": result.lam,
                        "costs": result.costs}}
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(header + yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_whole(out, header + yaml.safe_dump(body, sort_keys=False))
