@@ -23,7 +23,7 @@ from tierswitch.routing.admission import Admitted, admit
 from tierswitch.routing.effects import Call, CallGroup, GetMany, Parallel, Steps, StoreMany
 from tierswitch.routing.hits import finish_hit
 from tierswitch.routing.hooks import emit
-from tierswitch.routing.miss import CACHE_MISS, context, decide, next_after_failure
+from tierswitch.routing.miss import CACHE_MISS, context, decide, next_after_failure, why_refused
 from tierswitch.routing.state import RoutingState
 from tierswitch.types import Decision, Prediction, Routed, RoutingContext, TraceStep
 from tierswitch.validation import batch_inputs
@@ -188,8 +188,7 @@ def _advance(state: RoutingState, groups: dict[str, list[_Pending]]) -> Steps[No
                 p.trace.append(TraceStep("accept", tier))
                 p.done = prediction
             else:
-                verdict = p.ctx.verdicts.get(tier) or "confidence too low"
-                p.trace.append(TraceStep("escalate", nxt, f"{tier} {verdict}"))
+                p.trace.append(TraceStep("escalate", nxt, f"{tier} {why_refused(p.ctx, tier, prediction)}"))
                 p.escalations += 1
                 p.tier = nxt
 

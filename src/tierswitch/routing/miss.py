@@ -19,7 +19,7 @@ from tierswitch.routing.hooks import emit
 from tierswitch.routing.state import RoutingState
 from tierswitch.types import Accepting, Decision, Prediction, Routed, RoutingContext, TraceStep
 
-__all__ = ["CACHE_MISS", "context", "decide", "may_escalate", "next_after_failure", "route_miss"]
+__all__ = ["CACHE_MISS", "context", "decide", "may_escalate", "next_after_failure", "route_miss", "why_refused"]
 
 CACHE_MISS = TraceStep("cache_miss")
 
@@ -103,7 +103,7 @@ def route_miss(state: RoutingState, admitted: Admitted, meta: Any, started: floa
         if nxt is None:
             trace.append(TraceStep("accept", tier, "no stronger capable tier left"))
             break
-        trace.append(TraceStep("escalate", nxt, f"{tier} {_why_not(ctx, tier, prediction)}"))
+        trace.append(TraceStep("escalate", nxt, f"{tier} {why_refused(ctx, tier, prediction)}"))
         escalations += 1
         tier = nxt
     # every call this request made: probe, cascade steps, and what the policy spent verifying answers
@@ -139,7 +139,7 @@ def _probe(state: RoutingState, ctx: RoutingContext, trace: list[TraceStep],
     trace.append(TraceStep("probe", probe, "", outcome.confidence, outcome.latency_s))
 
 
-def _why_not(ctx: RoutingContext, tier: str, prediction: Prediction) -> str:
+def why_refused(ctx: RoutingContext, tier: str, prediction: Prediction) -> str:
     """Why a prediction was refused: the verdict the policy wrote (a verifier's score), else the confidence."""
     verdict = ctx.verdicts.get(tier)
     if verdict:

@@ -59,7 +59,7 @@ async def route_stream(state: RoutingState, x: Any, modality: str | None, meta: 
                 except TierFailure as failure:
                     if sent:
                         state.stats.add(failures=1, failed_requests=1)
-                        state.stats.failed(effect.tier)
+                        state.failure_log.note(state.stats, effect.tier, failure, None)  # counted and logged
                         raise StreamInterrupted(effect.tier, f"after part of the answer was sent: {failure}") \
                             from failure
                     result = failure
