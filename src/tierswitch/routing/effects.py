@@ -13,7 +13,7 @@ exception propagates out of the shell.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tierswitch.errors import TierFailure
@@ -101,15 +101,9 @@ class Call(Effect):
 
     async def arun(self, shell: AsyncShell) -> Prediction | TierFailure:
         tier = shell.state.tiers[self.tier]
-        try:
-            if tier.is_async:
-                return await tier.apredict_one(self.payload, self.length)
-            if tier.inline:
-                return tier.predict_one(self.payload, self.length)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(shell.state.executor(), tier.predict_one, self.payload, self.length)
-        except TierFailure as failure:
-            return failure
+        result: Prediction | TierFailure = await _off_the_loop(
+            shell, tier.is_async, tier.inline, tier.predict_one, tier.apredict_one, self.payload, self.length)
+        return result
 
 
 class CallGroup(Effect):
@@ -130,15 +124,24 @@ class CallGroup(Effect):
 
     async def arun(self, shell: AsyncShell) -> list[Prediction] | TierFailure:
         tier = shell.state.tiers[self.tier]
-        try:
-            if tier.is_async:
-                return await tier.apredict(self.payloads, self.lengths)
-            if tier.inline:
-                return tier.predict(self.payloads, self.lengths)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(shell.state.executor(), tier.predict, self.payloads, self.lengths)
-        except TierFailure as failure:
-            return failure
+        result: list[Prediction] | TierFailure = await _off_the_loop(
+            shell, tier.is_async, tier.inline, tier.predict, tier.apredict, self.payloads, self.lengths)
+        return result
+
+
+async def _off_the_loop(shell: AsyncShell, is_async: bool, inline: bool, call: Callable[..., Any],
+                        acall: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """How the async core calls a tier (the one rule for single and group calls): a native coroutine is awaited, an
+    ``inline`` sync tier is called on the loop, any other sync tier runs in the router's bounded executor. A
+    ``TierFailure`` is returned, for the step to decide the fallback."""
+    try:
+        if is_async:
+            return await acall(*args)
+        if inline:
+            return call(*args)
+        return await asyncio.get_running_loop().run_in_executor(shell.state.executor(), call, *args)
+    except TierFailure as failure:
+        return failure
 
 
 class Parallel(Effect):
